@@ -1,0 +1,263 @@
+"""Columnar fragment batches: the unit that flows through evb.
+
+A :class:`FragmentBatch` is a numpy structured array of fragment headers (one row a fragment)
+plus the byte buffers that hold the fragments in NSCLDAQ's *flattened* form (20-byte header then
+payload). Each row says which buffer (``buf``) and where in it (``offset``, the position of the
+fragment's 20-byte header) the fragment lives, so slicing, merging and reordering never copy a
+payload. Invariant: the 20 header bytes in the buffer always agree with the row (the orderer
+patches both when it assigns a NULL timestamp), so writing the ordered stream is a pure gather.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "FLAT_HEADER_BYTES",
+    "HEADER_DTYPE",
+    "INDEX_DTYPE",
+    "NULL_TIMESTAMP",
+    "Fragment",
+    "FragmentBatch",
+    "build_batch",
+]
+
+NULL_TIMESTAMP = 0xFFFF_FFFF_FFFF_FFFF
+FLAT_HEADER_BYTES = 20
+
+#: The 20-byte flattened fragment header as it is on the wire (little-endian, packed).
+HEADER_DTYPE = np.dtype(
+    [("timestamp", "<u8"), ("source_id", "<u4"), ("payload_size", "<u4"), ("barrier_type", "<u4")]
+)
+
+#: One row per fragment: the wire header fields plus where the fragment lives and when it came.
+INDEX_DTYPE = np.dtype(
+    [
+        ("timestamp", "<u8"),
+        ("source_id", "<u4"),
+        ("payload_size", "<u4"),
+        ("barrier_type", "<u4"),
+        ("buf", "<u4"),
+        ("offset", "<i8"),
+        ("received", "<f8"),
+    ]
+)
+
+U8Array = npt.NDArray[np.uint8]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Fragment:
+    """One fragment as a plain value (tests, client API, shell; not the hot path).
+
+    Attributes:
+        timestamp: timestamp in ticks; ``NULL_TIMESTAMP`` asks the orderer to assign one.
+        source_id: the fragment's source id.
+        payload: the payload bytes.
+        barrier_type: 0 for data, any other value for a barrier.
+    """
+
+    timestamp: int
+    source_id: int
+    payload: bytes = b""
+    barrier_type: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.timestamp <= NULL_TIMESTAMP:
+            raise ValueError(f"timestamp must fit in 64 unsigned bits, was {self.timestamp}")
+        if not 0 <= self.source_id <= 0xFFFF_FFFF:
+            raise ValueError(f"source_id must fit in 32 unsigned bits, was {self.source_id}")
+        if not 0 <= self.barrier_type <= 0xFFFF_FFFF:
+            raise ValueError(f"barrier_type must fit in 32 unsigned bits, was {self.barrier_type}")
+
+    @property
+    def is_barrier(self) -> bool:
+        return self.barrier_type != 0
+
+
+def _empty_buffers() -> tuple[U8Array, ...]:
+    return ()
+
+
+@dataclass(frozen=True, slots=True)
+class FragmentBatch:
+    """Fragments as columns over shared byte buffers.
+
+    Attributes:
+        index: structured array of :data:`INDEX_DTYPE`, one row per fragment.
+        buffers: the uint8 arrays that ``index['buf']`` refers to.
+    """
+
+    index: np.ndarray
+    buffers: tuple[U8Array, ...] = field(default_factory=_empty_buffers)
+
+    @classmethod
+    def empty(cls) -> FragmentBatch:
+        return cls(np.empty(0, INDEX_DTYPE), ())
+
+    def __len__(self) -> int:
+        return int(self.index.shape[0])
+
+    @property
+    def timestamps(self) -> npt.NDArray[np.uint64]:
+        return self.index["timestamp"]  # type: ignore[no-any-return]
+
+    @property
+    def source_ids(self) -> npt.NDArray[np.uint32]:
+        return self.index["source_id"]  # type: ignore[no-any-return]
+
+    @property
+    def barrier_types(self) -> npt.NDArray[np.uint32]:
+        return self.index["barrier_type"]  # type: ignore[no-any-return]
+
+    @property
+    def payload_sizes(self) -> npt.NDArray[np.uint32]:
+        return self.index["payload_size"]  # type: ignore[no-any-return]
+
+    def payload_bytes(self) -> int:
+        """Total payload bytes (headers not counted)."""
+        return int(self.index["payload_size"].sum(dtype=np.int64))
+
+    def flat_bytes(self) -> int:
+        """Size of the flattened form (20-byte header + payload per fragment)."""
+        return self.payload_bytes() + FLAT_HEADER_BYTES * len(self)
+
+    def __getitem__(self, key: slice | npt.NDArray[np.integer] | npt.NDArray[np.bool_]) -> FragmentBatch:
+        return FragmentBatch(self.index[key], self.buffers)
+
+    def payload(self, i: int) -> bytes:
+        row = self.index[i]
+        start = int(row["offset"]) + FLAT_HEADER_BYTES
+        return bytes(self.buffers[int(row["buf"])][start : start + int(row["payload_size"])])
+
+    def fragment(self, i: int) -> Fragment:
+        row = self.index[i]
+        return Fragment(
+            timestamp=int(row["timestamp"]),
+            source_id=int(row["source_id"]),
+            payload=self.payload(i),
+            barrier_type=int(row["barrier_type"]),
+        )
+
+    def fragments(self) -> list[Fragment]:
+        return [self.fragment(i) for i in range(len(self))]
+
+    @staticmethod
+    def concat(batches: Sequence[FragmentBatch]) -> FragmentBatch:
+        """Join batches end to end; buffers are shared, never copied."""
+        batches = [b for b in batches if len(b)]
+        if not batches:
+            return FragmentBatch.empty()
+        if len(batches) == 1:
+            return batches[0]
+        first = batches[0].buffers
+        if all(b.buffers is first for b in batches):
+            return FragmentBatch(np.concatenate([b.index for b in batches]), first)
+        index = np.concatenate([b.index for b in batches])
+        buffers: list[U8Array] = []
+        pos = 0
+        for b in batches:
+            n = len(b)
+            if buffers:
+                index["buf"][pos : pos + n] += len(buffers)
+            buffers.extend(b.buffers)
+            pos += n
+        return FragmentBatch(index, tuple(buffers))
+
+    def compact(self) -> FragmentBatch:
+        """Drop buffers no row refers to (keeps memory bounded after cuts)."""
+        if len(self.buffers) <= 1:
+            return self
+        used = np.unique(self.index["buf"])
+        if len(used) == len(self.buffers):
+            return self
+        remap = np.zeros(len(self.buffers), np.uint32)
+        remap[used] = np.arange(len(used), dtype=np.uint32)
+        index = self.index.copy()
+        index["buf"] = remap[index["buf"]]
+        return FragmentBatch(index, tuple(self.buffers[int(u)] for u in used))
+
+    def flatten(self) -> U8Array:
+        """The fragments in row order, flattened back to back (NSCLDAQ orderer output)."""
+        n = len(self)
+        if n == 0:
+            return np.empty(0, np.uint8)
+        idx = self.index
+        lens = idx["payload_size"].astype(np.int64) + FLAT_HEADER_BYTES
+        starts = idx["offset"]
+        bufs = idx["buf"]
+        out_ends = np.cumsum(lens)
+        total = int(out_ends[-1])
+        out = np.empty(total, np.uint8)
+        # Runs: consecutive rows that are consecutive in the same buffer copy as one slice.
+        brk = np.flatnonzero((bufs[1:] != bufs[:-1]) | (starts[1:] != starts[:-1] + lens[:-1]))
+        nruns = len(brk) + 1
+        if nruns * 64 <= total or nruns <= 16:
+            run_first = np.concatenate(([0], brk + 1))
+            run_last = np.concatenate((brk, [n - 1]))
+            out_pos = 0
+            for a, b in zip(run_first.tolist(), run_last.tolist(), strict=True):
+                s = int(starts[a])
+                e = int(starts[b] + lens[b])
+                out[out_pos : out_pos + e - s] = self.buffers[int(bufs[a])][s:e]
+                out_pos += e - s
+            return out
+        out_starts = out_ends - lens
+        single_len = bool((lens == lens[0]).all())
+        for b in np.unique(bufs).tolist() if len(self.buffers) > 1 else [0]:
+            sel = None if len(self.buffers) == 1 else np.flatnonzero(bufs == b)
+            s = starts if sel is None else starts[sel]
+            o = out_starts if sel is None else out_starts[sel]
+            src = self.buffers[b]
+            if single_len:
+                width = np.arange(int(lens[0]), dtype=np.int64)
+                out[(o[:, None] + width).ravel()] = src[(s[:, None] + width).ravel()]
+            else:
+                ln = lens if sel is None else lens[sel]
+                # dst: every output byte position of these fragments; src: same shifted.
+                dst = np.repeat(o - (np.cumsum(ln) - ln), ln) + np.arange(int(ln.sum()))
+                out[dst] = src[dst + np.repeat(s - o, ln)]
+        return out
+
+
+def build_batch(fragments: Iterable[Fragment], *, received: float = 0.0) -> FragmentBatch:
+    """Build a batch (and its flattened bytes) from plain fragments."""
+    frags = list(fragments)
+    n = len(frags)
+    sizes = np.fromiter((len(f.payload) for f in frags), np.int64, n)
+    lens = sizes + FLAT_HEADER_BYTES
+    offsets = np.zeros(n, np.int64)
+    if n:
+        offsets[1:] = np.cumsum(lens)[:-1]
+    total = int(lens.sum())
+    buf = np.zeros(total, np.uint8)
+    index = np.zeros(n, INDEX_DTYPE)
+    index["timestamp"] = np.fromiter((f.timestamp for f in frags), np.uint64, n)
+    index["source_id"] = np.fromiter((f.source_id for f in frags), np.uint32, n)
+    index["payload_size"] = sizes
+    index["barrier_type"] = np.fromiter((f.barrier_type for f in frags), np.uint32, n)
+    index["offset"] = offsets
+    index["received"] = received
+    write_headers(buf, index)
+    for f, off in zip(frags, offsets.tolist(), strict=True):
+        if f.payload:
+            buf[off + FLAT_HEADER_BYTES : off + FLAT_HEADER_BYTES + len(f.payload)] = np.frombuffer(
+                f.payload, np.uint8
+            )
+    return FragmentBatch(index, (buf,))
+
+
+def write_headers(buf: U8Array, index: np.ndarray) -> None:
+    """Write the 20-byte headers of ``index`` rows into ``buf`` at their offsets."""
+    if len(index) == 0:
+        return
+    hdr = np.empty(len(index), HEADER_DTYPE)
+    for name in HEADER_DTYPE.names or ():
+        hdr[name] = index[name]
+    raw = hdr.view(np.uint8).reshape(-1, FLAT_HEADER_BYTES)
+    pos = index["offset"][:, None] + np.arange(FLAT_HEADER_BYTES)
+    buf[pos] = raw
