@@ -1,0 +1,142 @@
+"""Output sinks: where the ordered stream goes.
+
+A sink receives :class:`~evb.batch.FragmentBatch` objects in output order from the server's single
+writer task. ``write`` may wait (that is back-pressure: the orderer counts emitted-but-unwritten
+bytes toward XOFF). The ringbuffer output of a later issue implements the same protocol.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from evb.batch import FLAT_HEADER_BYTES, FragmentBatch
+
+__all__ = ["FileSink", "NullSink", "Sink", "flat_pieces"]
+
+log = logging.getLogger(__name__)
+
+# Below this average run size a numpy gather into one buffer beats a writev of many slices.
+_WRITEV_MIN_AVG_RUN_BYTES = 4096
+_IOV_MAX = 1024
+
+
+@runtime_checkable
+class Sink(Protocol):
+    """Destination of the ordered stream."""
+
+    async def write(self, batch: FragmentBatch) -> None:
+        """Write ``batch`` (in row order). May wait: that is back-pressure."""
+
+    async def close(self) -> None:
+        """Flush and release; idempotent."""
+
+
+class NullSink:
+    """Discards everything, counting what it was given."""
+
+    def __init__(self) -> None:
+        self.fragments = 0
+        self.flat_bytes = 0
+        self.closed = False
+
+    async def write(self, batch: FragmentBatch) -> None:
+        self.fragments += len(batch)
+        self.flat_bytes += batch.flat_bytes()
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+def flat_pieces(batch: FragmentBatch) -> list[memoryview] | None:
+    """The flattened form of ``batch`` as buffer slices (no copy), or None if too fragmented.
+
+    Consecutive rows that sit back to back in one buffer form one slice. When the average slice
+    is small (many small interleaved fragments) None is returned: a numpy gather
+    (:meth:`FragmentBatch.flatten`) is then cheaper than a system call vector of tiny slices.
+    """
+    n = len(batch)
+    if n == 0:
+        return []
+    idx = batch.index
+    lens = idx["payload_size"].astype(np.int64) + FLAT_HEADER_BYTES
+    starts = idx["offset"]
+    bufs = idx["buf"]
+    brk = np.flatnonzero((bufs[1:] != bufs[:-1]) | (starts[1:] != starts[:-1] + lens[:-1]))
+    nruns = len(brk) + 1
+    total = int(lens.sum())
+    if total < nruns * _WRITEV_MIN_AVG_RUN_BYTES:
+        return None
+    run_first = np.concatenate(([0], brk + 1))
+    run_last = np.concatenate((brk, [n - 1]))
+    run_start = starts[run_first]
+    run_end = starts[run_last] + lens[run_last]
+    run_buf = bufs[run_first]
+    views = [b.data.cast("B") for b in batch.buffers]
+    return [
+        views[b][s:e]
+        for b, s, e in zip(run_buf.tolist(), run_start.tolist(), run_end.tolist(), strict=True)
+    ]
+
+
+class FileSink:
+    """Writes the ordered stream to a file (or FIFO) as flattened fragments, back to back.
+
+    The output is NSCLDAQ's orderer output, byte for byte: each fragment's 20-byte header
+    (timestamp, source id, payload size, barrier type) followed by its payload. Large fragments are
+    written straight from the received buffers with ``writev``; small ones are gathered first.
+
+    Args:
+        path: file to create (truncated) or FIFO to open for writing.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        # O_APPEND not used: a FIFO or /dev/shm file is written sequentially by one writer.
+        self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        self.fragments = 0
+        self.flat_bytes = 0
+
+    async def write(self, batch: FragmentBatch) -> None:
+        if self._fd is None:
+            raise ValueError(f"write to closed FileSink {self.path}")
+        if len(batch) == 0:
+            return
+        pieces = flat_pieces(batch)
+        if pieces is None:
+            self._write_all([batch.flatten().data.cast("B")])
+        else:
+            self._write_all(pieces)
+        self.fragments += len(batch)
+        self.flat_bytes += batch.flat_bytes()
+
+    def _write_all(self, pieces: list[memoryview]) -> None:
+        fd = self._fd
+        assert fd is not None
+        i = 0
+        while i < len(pieces):
+            chunk = pieces[i : i + _IOV_MAX]
+            done = os.writev(fd, chunk)
+            # Partial writes (FIFO, signals): advance through the chunk and continue.
+            for p in chunk:
+                if done >= len(p):
+                    done -= len(p)
+                    i += 1
+                else:
+                    pieces[i] = p[done:]
+                    break
+
+    async def close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+            log.info(
+                "output %s closed: %d fragments, %d bytes",
+                self.path,
+                self.fragments,
+                self.flat_bytes,
+            )
