@@ -1,6 +1,6 @@
 """evb: an NSCLDAQ-compatible event orderer and event builder in Python."""
 
-from evb.batch import HEADER_DTYPE, NULL_TIMESTAMP, FragmentBatch, Fragment
+from evb.batch import HEADER_DTYPE, NULL_TIMESTAMP, Fragment, FragmentBatch
 from evb.errors import ConfigError, EvbError, RemoteProtocolError, SourceError
 
 __all__ = [

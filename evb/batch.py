@@ -104,19 +104,19 @@ class FragmentBatch:
 
     @property
     def timestamps(self) -> npt.NDArray[np.uint64]:
-        return self.index["timestamp"]  # type: ignore[no-any-return]
+        return self.index["timestamp"]
 
     @property
     def source_ids(self) -> npt.NDArray[np.uint32]:
-        return self.index["source_id"]  # type: ignore[no-any-return]
+        return self.index["source_id"]
 
     @property
     def barrier_types(self) -> npt.NDArray[np.uint32]:
-        return self.index["barrier_type"]  # type: ignore[no-any-return]
+        return self.index["barrier_type"]
 
     @property
     def payload_sizes(self) -> npt.NDArray[np.uint32]:
-        return self.index["payload_size"]  # type: ignore[no-any-return]
+        return self.index["payload_size"]
 
     def payload_bytes(self) -> int:
         """Total payload bytes (headers not counted)."""
@@ -126,7 +126,9 @@ class FragmentBatch:
         """Size of the flattened form (20-byte header + payload per fragment)."""
         return self.payload_bytes() + FLAT_HEADER_BYTES * len(self)
 
-    def __getitem__(self, key: slice | npt.NDArray[np.integer] | npt.NDArray[np.bool_]) -> FragmentBatch:
+    def __getitem__(
+        self, key: slice | npt.NDArray[np.integer] | npt.NDArray[np.bool_]
+    ) -> FragmentBatch:
         return FragmentBatch(self.index[key], self.buffers)
 
     def payload(self, i: int) -> bytes:
@@ -210,17 +212,17 @@ class FragmentBatch:
         single_len = bool((lens == lens[0]).all())
         for b in np.unique(bufs).tolist() if len(self.buffers) > 1 else [0]:
             sel = None if len(self.buffers) == 1 else np.flatnonzero(bufs == b)
-            s = starts if sel is None else starts[sel]
-            o = out_starts if sel is None else out_starts[sel]
+            fs = starts if sel is None else starts[sel]
+            fo = out_starts if sel is None else out_starts[sel]
             src = self.buffers[b]
             if single_len:
                 width = np.arange(int(lens[0]), dtype=np.int64)
-                out[(o[:, None] + width).ravel()] = src[(s[:, None] + width).ravel()]
+                out[(fo[:, None] + width).ravel()] = src[(fs[:, None] + width).ravel()]
             else:
                 ln = lens if sel is None else lens[sel]
                 # dst: every output byte position of these fragments; src: same shifted.
-                dst = np.repeat(o - (np.cumsum(ln) - ln), ln) + np.arange(int(ln.sum()))
-                out[dst] = src[dst + np.repeat(s - o, ln)]
+                dst = np.repeat(fo - (np.cumsum(ln) - ln), ln) + np.arange(int(ln.sum()))
+                out[dst] = src[dst + np.repeat(fs - fo, ln)]
         return out
 
 
