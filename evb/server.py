@@ -1,0 +1,601 @@
+"""The asyncio TCP ingest service: NSCLDAQ 12 sources in, an ordered stream out.
+
+Layout (see docs/server.md):
+
+- one :class:`_Connection` protocol per source connection (state machine ``forming -> active ->
+  closed | lost | error``) reads into a fixed buffer, cuts the stream at message boundaries,
+  decodes each message with :class:`~evb.wire.Decoder`, submits fragments to the orderer and only
+  then replies ``OK``;
+- one driver task polls the orderer after input and at its deadlines (window, barrier timeout,
+  source timeout) and queues the emitted batches;
+- one writer task hands batches to the :class:`~evb.sinks.Sink` and reports them written, which
+  is where XON comes from when the output is the bottleneck.
+
+Flow control is the orderer's accounting turned into ``pause_reading``/``resume_reading``: global
+XOFF pauses every connection (and one accepted while XOFF is on starts paused), per-queue XOFF
+pauses its connection, and a client that does not read its replies is paused when its reply
+buffer passes the transport's high-water mark. Each connection gets one ``recv`` of at most
+``RECV_BUFFER_BYTES`` per event-loop iteration, so a fast source cannot starve the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import struct
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+from evb.batch import FragmentBatch
+from evb.errors import RemoteProtocolError
+from evb.notify import FlowChange, Notification
+from evb.orderer import Orderer, Output
+from evb.settings import ServerSettings
+from evb.sinks import FileSink, NullSink, Sink
+from evb.wire import (
+    MESSAGE_HEADER_BYTES,
+    Connect,
+    Decoder,
+    Disconnect,
+    Fragments,
+    encode_error,
+)
+
+__all__ = ["ConnectionInfo", "ConnectionState", "EvbServer", "serve"]
+
+log = logging.getLogger(__name__)
+
+ConnectionState = Literal["forming", "active", "closed", "lost", "error"]
+Listener = Callable[[Notification], object]
+T = TypeVar("T")
+
+#: Bytes read from one connection per event-loop iteration (the fairness quantum).
+RECV_BUFFER_BYTES = 256 * 1024
+#: Replies buffered for a client beyond which its connection stops being read.
+REPLY_HIGH_WATER_BYTES = 64 * 1024
+#: After an ERROR reply, how long unread input is drained before the socket is closed.
+ERROR_LINGER_S = 5.0
+#: Output gathered into one sink write at most (flat bytes), so one write stays bounded.
+MAX_WRITE_BYTES = 16 * 1024 * 1024
+#: The driver polls at least this often even without input or deadlines.
+IDLE_POLL_S = 1.0
+#: Closed connections remembered for ``connections()``.
+CLOSED_HISTORY = 256
+
+_OK = b"OK\n"
+_HEADER = struct.Struct("<II")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectionInfo:
+    """One source connection as ``EVB::connections`` shows it.
+
+    Attributes:
+        name: ``host:port`` of the peer.
+        host: the peer's address.
+        description: the description sent in CONNECT ("" while forming).
+        state: ``forming``, ``active``, ``closed``, ``lost`` or ``error``.
+        idle_s: seconds since data last arrived (0 once the connection is over).
+    """
+
+    name: str
+    host: str
+    description: str
+    state: ConnectionState
+    idle_s: float
+
+
+class _Connection(asyncio.BufferedProtocol):
+    """One source connection: framing, decoding, replies, pause/resume."""
+
+    def __init__(self, server: EvbServer) -> None:
+        self.server = server
+        self.decoder = Decoder(max_message_bytes=server.settings.max_message_bytes)
+        self.buffer = bytearray(RECV_BUFFER_BYTES)
+        self.view = memoryview(self.buffer)
+        self.transport: asyncio.Transport | None = None
+        self.name = "?"
+        self.host = "?"
+        self.description = ""
+        self.source_ids: tuple[int, ...] = ()
+        self.state: ConnectionState = "forming"
+        self.last_data = time.monotonic()
+        self.ended_at: float | None = None
+        self.reading = True
+        self.perq_paused = False
+        self.write_paused = False
+        self.discarding = False
+        # Message framing, tracked here so a bad message never takes earlier ones with it.
+        self._head = bytearray()
+        self._body_left = 0
+        self._linger: asyncio.TimerHandle | None = None
+
+    # ------------------------------------------------------------------ asyncio callbacks
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple) and len(peer) >= 2:
+            self.host, port = str(peer[0]), int(peer[1])
+            self.name = f"{self.host}:{port}"
+        transport.set_write_buffer_limits(high=REPLY_HIGH_WATER_BYTES)
+        self.server._connection_made(self)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if self.discarding or self.state not in ("forming", "active"):
+            return
+        now = time.monotonic()
+        self.last_data = now
+        replies: list[bytes] = []
+        data = self.view[:nbytes]
+        pos = 0
+        try:
+            while pos < nbytes and self.state in ("forming", "active"):
+                # Feed the decoder at most one message at a time (see class docstring).
+                if self._body_left == 0:
+                    take = min(MESSAGE_HEADER_BYTES - len(self._head), nbytes - pos)
+                    self._head += data[pos : pos + take]
+                    chunk = data[pos : pos + take]
+                    pos += take
+                    if len(self._head) == MESSAGE_HEADER_BYTES:
+                        size, _ = _HEADER.unpack(self._head)
+                        self._head.clear()
+                        self._body_left = size
+                    messages = self.decoder.feed(chunk, received=now)
+                else:
+                    take = min(self._body_left, nbytes - pos)
+                    chunk = data[pos : pos + take]
+                    pos += take
+                    self._body_left -= take
+                    messages = self.decoder.feed(chunk, received=now)
+                for msg in messages:
+                    replies.append(self._handle(msg, now))
+        except RemoteProtocolError as exc:
+            self._flush_replies(replies)
+            self._fail(exc.reason, now)
+            return
+        except Exception as exc:  # a bug or a core refusal: this connection only
+            log.exception("connection %s: failed to handle a message", self.name)
+            self._flush_replies(replies)
+            self._fail(f"Internal error: {exc}", now)
+            return
+        self._flush_replies(replies)
+
+    def eof_received(self) -> bool | None:
+        return False  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._linger is not None:
+            self._linger.cancel()
+        now = time.monotonic()
+        if self.state in ("forming", "active"):
+            try:
+                self.decoder.feed_eof()
+                if self.state == "active" or self._head or self._body_left:
+                    log.warning("connection %s lost without DISCONNECT", self.name)
+            except RemoteProtocolError as err:
+                log.warning("connection %s lost: %s", self.name, err.reason)
+            self.state = "lost"
+            self.server._connection_ended(self, now)
+        self.server._connection_gone(self)
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        self.server._update_reading(self)
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self.server._update_reading(self)
+
+    # ------------------------------------------------------------------ messages
+    def _handle(self, msg: Connect | Fragments | Disconnect, now: float) -> bytes:
+        server = self.server
+        if isinstance(msg, Fragments):
+            batch = msg.batch
+            if len(batch):
+                server.orderer.submit(batch, now, connection=self.name)
+                server._note_input(len(batch), int(batch.buffers[0].nbytes))
+            else:
+                server.orderer.touch(self.name, now)
+            return _OK
+        if isinstance(msg, Connect):
+            self.description = msg.description
+            self.source_ids = msg.source_ids
+            server.orderer.bind(self.name, msg.source_ids, now)
+            self.state = "active"
+            log.info(
+                "connection %s active: %r sources %s",
+                self.name,
+                self.description,
+                list(self.source_ids),
+            )
+            return _OK
+        # DISCONNECT: reply, then close once the reply is out.
+        self.state = "closed"
+        log.info("connection %s closed by its source", self.name)
+        server._connection_ended(self, now)
+        return _OK
+
+    def _flush_replies(self, replies: list[bytes]) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if replies:
+            transport.write(replies[0] if len(replies) == 1 else b"".join(replies))
+        if self.state == "closed":
+            transport.close()
+        else:
+            self.server._kick()
+
+    def _fail(self, reason: str, now: float) -> None:
+        """Reply ``ERROR {reason}``, stop using the connection, drain then close it."""
+        log.warning("connection %s: %s", self.name, reason)
+        self.state = "error"
+        self.discarding = True
+        self.server._connection_ended(self, now)
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        transport.write(encode_error(reason))
+        # Half-close and keep draining: closing with unread input would reset the connection
+        # and could destroy the ERROR line before the client reads it.
+        if transport.can_write_eof():
+            transport.write_eof()
+        self._linger = asyncio.get_running_loop().call_later(ERROR_LINGER_S, transport.abort)
+        self.server._update_reading(self)
+
+    # ------------------------------------------------------------------ flow
+    def set_reading(self, want: bool) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing() or want == self.reading:
+            return
+        self.reading = want
+        if want:
+            transport.resume_reading()
+        else:
+            transport.pause_reading()
+
+    def info(self, now: float) -> ConnectionInfo:
+        end = self.ended_at
+        return ConnectionInfo(
+            name=self.name,
+            host=self.host,
+            description=self.description,
+            state=self.state,
+            idle_s=0.0 if end is not None else max(0.0, now - self.last_data),
+        )
+
+
+class EvbServer:
+    """A running ingest service. Create it with :func:`serve`.
+
+    Attributes:
+        settings: the settings it was started with.
+        orderer: the ordering core (use it on the event loop's thread only).
+        sink: where the ordered stream goes.
+    """
+
+    def __init__(
+        self, settings: ServerSettings, sink: Sink | None = None, orderer: Orderer | None = None
+    ) -> None:
+        self.settings = settings
+        self.orderer = orderer or Orderer(settings.orderer_config())
+        if sink is None:
+            sink = FileSink(settings.output) if settings.output is not None else NullSink()
+        self.sink: Sink = sink
+        self._server: asyncio.Server | None = None
+        self._address: tuple[str, int] = (settings.host, settings.port)
+        self._live: dict[str, _Connection] = {}
+        self._all: dict[int, _Connection] = {}
+        self._ended: deque[_Connection] = deque(maxlen=CLOSED_HISTORY)
+        self._listeners: list[Listener] = []
+        self._outq: deque[FragmentBatch] = deque()
+        self._out_ready = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._output_done = False
+        self._driver: asyncio.Task[None] | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._shutdown_task: asyncio.Task[None] | None = None
+        self._closed = False
+        self.failed: BaseException | None = None
+        # Counters behind status(): (time, fragments in, bytes in, fragments out, bytes out).
+        self._frags_in = 0
+        self._bytes_in = 0
+        self._frags_out = 0
+        self._bytes_out = 0
+        self._samples: deque[tuple[float, int, int, int, int]] = deque(maxlen=64)
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        """Start listening and the driver and writer tasks."""
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _Connection(self),
+            self.settings.host,
+            self.settings.port,
+            reuse_address=True,
+        )
+        sock = self._server.sockets[0]
+        host, port = sock.getsockname()[:2]
+        self._address = (str(host), int(port))
+        self._driver = asyncio.create_task(self._drive(), name="evb-driver")
+        self._writer = asyncio.create_task(self._write_output(), name="evb-writer")
+        self._writer.add_done_callback(self._writer_done)
+        log.info("listening on %s:%d", *self._address)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """(host, port) actually listened on."""
+        return self._address
+
+    async def shutdown(self) -> None:
+        """Stop accepting, flush every queue, write all output, close. Idempotent."""
+        if self._shutdown_task is None:
+            self._shutdown_task = asyncio.create_task(self._shutdown(), name="evb-shutdown")
+        await asyncio.shield(self._shutdown_task)
+
+    async def _shutdown(self) -> None:
+        log.info("shutting down: flushing %d queued fragments", self.orderer.queued_fragments)
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self._live.values()):
+            conn.set_reading(False)
+        await _cancel(self._driver)
+        if self.failed is None:
+            self._ship(self.orderer.flush(time.monotonic()))
+        self._output_done = True
+        self._out_ready.set()
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                await self._writer
+        try:
+            await self.sink.close()
+        except Exception:
+            log.exception("closing the output failed")
+        for conn in list(self._all.values()):
+            if conn.transport is not None:
+                conn.transport.close()
+        if self._server is not None:
+            await self._server.wait_closed()
+        self._closed = True
+        log.info("shut down: %d fragments written", self._frags_out)
+
+    def close(self) -> None:
+        """Stop at once without flushing (emergency stop). Idempotent; prefer :meth:`shutdown`."""
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self._all.values()):
+            if conn.transport is not None:
+                conn.transport.abort()
+        for task in (self._driver, self._writer):
+            if task is not None:
+                task.cancel()
+        self._closed = True
+
+    # ------------------------------------------------------------------ shell API
+    def connections(self) -> list[ConnectionInfo]:
+        """Live connections, then recently ended ones."""
+        now = time.monotonic()
+        live = [c.info(now) for c in self._live.values()]
+        return live + [c.info(now) for c in self._ended]
+
+    def add_listener(self, fn: Listener) -> None:
+        """Call ``fn(notification)`` for every notification (on the event loop's thread)."""
+        self._listeners.append(fn)
+
+    def remove_listener(self, fn: Listener) -> None:
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(fn)
+
+    def apply(self, fn: Callable[[Orderer, float], T]) -> T:
+        """Run ``fn(orderer, now)``; ship an :class:`Output` it returns; re-arm the driver."""
+        result = fn(self.orderer, time.monotonic())
+        if isinstance(result, Output):
+            self._ship(result)
+        self._kick()
+        return result
+
+    def status(self) -> dict[str, Any]:
+        """Figures for a live status bar (rates over the last second)."""
+        now = time.monotonic()
+        self._sample(now)
+        cur = self._samples[-1]
+        ref = cur
+        for s in reversed(self._samples):
+            ref = s
+            if now - s[0] >= 1.0:
+                break
+        dt = cur[0] - ref[0]
+
+        def rate(i: int) -> float:
+            return (cur[i] - ref[i]) / dt if dt > 0 else 0.0
+
+        st = self.orderer.stats()
+        return {
+            "fragments_per_s": rate(3),
+            "bytes_per_s": rate(4),
+            "in_fragments_per_s": rate(1),
+            "in_bytes_per_s": rate(2),
+            "fragments_in": self._frags_in,
+            "fragments_out": self._frags_out,
+            "queued_fragments": self.orderer.queued_fragments,
+            "queued_bytes": self.orderer.queued_bytes,
+            "inflight_bytes": self.orderer.inflight_bytes,
+            "xoff": self.orderer.xoff,
+            "paused_connections": sorted(self.orderer.paused_connections),
+            "late": int(st["late"]),
+            "duplicates": int(st["duplicates"]),
+            "connections": len(self._live),
+        }
+
+    # ------------------------------------------------------------------ connections
+    def _connection_made(self, conn: _Connection) -> None:
+        if self._shutdown_task is not None:
+            assert conn.transport is not None
+            conn.transport.abort()
+            return
+        self._all[id(conn)] = conn
+        self._live[conn.name] = conn
+        log.info("connection from %s", conn.name)
+        self._update_reading(conn)
+
+    def _connection_ended(self, conn: _Connection, now: float) -> None:
+        """The connection's sources stop holding barriers (closed, lost or failed)."""
+        conn.ended_at = now
+        if self._live.get(conn.name) is conn:
+            del self._live[conn.name]
+            self._ended.append(conn)
+        if self._output_done:
+            return
+        # Unknown to the orderer (never sent CONNECT nor data): nothing to mark.
+        with contextlib.suppress(KeyError):
+            self._ship(self.orderer.mark_connection_dead(conn.name, now))
+        self._kick()
+
+    def _connection_gone(self, conn: _Connection) -> None:
+        self._all.pop(id(conn), None)
+        if self._live.get(conn.name) is conn:
+            del self._live[conn.name]
+            self._ended.append(conn)
+
+    def _update_reading(self, conn: _Connection) -> None:
+        if conn.discarding:
+            conn.set_reading(True)
+            return
+        if self._shutdown_task is not None:
+            conn.set_reading(False)
+            return
+        conn.set_reading(not (self.orderer.xoff or conn.perq_paused or conn.write_paused))
+
+    def _note_input(self, fragments: int, nbytes: int) -> None:
+        self._frags_in += fragments
+        self._bytes_in += nbytes
+
+    # ------------------------------------------------------------------ driver and output
+    def _kick(self) -> None:
+        self._wake.set()
+
+    async def _drive(self) -> None:
+        orderer = self.orderer
+        while True:
+            now = time.monotonic()
+            self._ship(orderer.poll(now))
+            self._sample(now)
+            deadline = orderer.next_deadline()
+            timeout = IDLE_POLL_S
+            if deadline is not None:
+                timeout = min(timeout, max(deadline - time.monotonic(), 0.001))
+            if not self._wake.is_set():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(timeout):
+                        await self._wake.wait()
+            self._wake.clear()
+
+    def _ship(self, out: Output) -> None:
+        for batch in out.batches:
+            if len(batch):
+                self._outq.append(batch)
+        if self._outq:
+            self._out_ready.set()
+        self._dispatch(out.notifications)
+
+    def _dispatch(self, notes: list[Notification]) -> None:
+        for note in notes:
+            if isinstance(note, FlowChange):
+                self._on_flow(note)
+            for fn in list(self._listeners):
+                try:
+                    fn(note)
+                except Exception:
+                    log.exception("notification listener %r failed on %r", fn, note)
+
+    def _on_flow(self, note: FlowChange) -> None:
+        if note.connection is None:
+            state = "XON" if note.xon else "XOFF"
+            log.info("%s: %d bytes in flight", state, self.orderer.inflight_bytes)
+            for live in list(self._live.values()):
+                self._update_reading(live)
+            return
+        conn = self._live.get(note.connection)
+        if conn is not None:
+            log.info("%s for connection %s", "XON" if note.xon else "XOFF", note.connection)
+            conn.perq_paused = not note.xon
+            self._update_reading(conn)
+
+    async def _write_output(self) -> None:
+        while True:
+            if not self._outq:
+                if self._output_done:
+                    return
+                self._out_ready.clear()
+                await self._out_ready.wait()
+                continue
+            batches = [self._outq.popleft()]
+            total = batches[0].flat_bytes()
+            while self._outq and total < MAX_WRITE_BYTES:
+                nxt = self._outq.popleft()
+                batches.append(nxt)
+                total += nxt.flat_bytes()
+            batch = batches[0] if len(batches) == 1 else FragmentBatch.concat(batches)
+            await self.sink.write(batch)
+            self._frags_out += len(batch)
+            self._bytes_out += total
+            self._dispatch(self.orderer.written(batch.payload_bytes(), time.monotonic()))
+
+    def _writer_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            self.failed = exc
+            log.critical("writing the output failed, shutting down: %s", exc, exc_info=exc)
+            # Nothing more can be written: stop taking data the sources would think is safe.
+            if self._shutdown_task is None:
+                self._shutdown_task = asyncio.ensure_future(self._shutdown())
+
+    def _sample(self, now: float) -> None:
+        if not self._samples or now - self._samples[-1][0] >= 0.05:
+            self._samples.append(
+                (now, self._frags_in, self._bytes_in, self._frags_out, self._bytes_out)
+            )
+
+
+async def _cancel(task: asyncio.Task[None] | None) -> None:
+    if task is None or task.done():
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+@contextlib.asynccontextmanager
+async def serve(
+    settings: ServerSettings, sink: Sink | None = None, *, orderer: Orderer | None = None
+) -> AsyncIterator[EvbServer]:
+    """Run the ingest service for the duration of the ``async with`` block.
+
+    Args:
+        settings: listening address, orderer settings, limits.
+        sink: where the ordered stream goes; default: a :class:`~evb.sinks.FileSink` on
+            ``settings.output``, else a :class:`~evb.sinks.NullSink`.
+        orderer: an orderer to use instead of a new one (tests, the shell).
+
+    On exit the server shuts down gracefully: every acknowledged fragment is written.
+    """
+    server = EvbServer(settings, sink, orderer)
+    try:
+        await server.start()
+    except BaseException:
+        await server.sink.close()
+        raise
+    try:
+        yield server
+    finally:
+        await server.shutdown()
