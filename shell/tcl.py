@@ -35,7 +35,7 @@ from shell.commands import (
 )
 from shell.tclfmt import quote_element, to_tcl
 
-__all__ = ["EvalResult", "TclShell"]
+__all__ = ["EvalResult", "TclShell", "tcl_is_complete"]
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +109,17 @@ class EvalResult:
 def _create_interp() -> Any:
     # _tkinter.create directly: tkinter.Tcl() would also source ~/.Tk.tcl and exec ~/.Tk.py.
     return _tkinter.create(None, "evb-shell", "Tk", False, False, False, False, None)
+
+
+_bare_interp: Any = None
+
+
+def tcl_is_complete(script: str) -> bool:
+    """``info complete`` in a bare interpreter (for a prompt attached to a remote server)."""
+    global _bare_interp
+    if _bare_interp is None:
+        _bare_interp = _create_interp()
+    return bool(_bare_interp.getboolean(_bare_interp.call("info", "complete", script)))
 
 
 class TclShell:
