@@ -23,6 +23,7 @@ __all__ = [
     "NULL_TIMESTAMP",
     "Fragment",
     "FragmentBatch",
+    "batch_from_columns",
     "build_batch",
 ]
 
@@ -38,14 +39,28 @@ HEADER_DTYPE = np.dtype(
 INDEX_DTYPE = np.dtype(
     [
         ("timestamp", "<u8"),
+        ("offset", "<i8"),
+        ("received", "<f8"),
         ("source_id", "<u4"),
         ("payload_size", "<u4"),
         ("barrier_type", "<u4"),
         ("buf", "<u4"),
-        ("offset", "<i8"),
-        ("received", "<f8"),
     ]
 )
+# Gathers and joins of rows go through an opaque 40-byte view: numpy copies those as raw
+# bytes, ten times faster than field-by-field structured copies.
+_ROW = np.dtype((np.void, INDEX_DTYPE.itemsize))
+
+
+def take_rows(index: np.ndarray, rows: npt.NDArray[np.integer]) -> np.ndarray:
+    """``index[rows]`` for INDEX_DTYPE arrays, fast."""
+    return np.ascontiguousarray(index).view(_ROW)[rows].view(INDEX_DTYPE)
+
+
+def concat_rows(parts: Sequence[np.ndarray]) -> np.ndarray:
+    """``np.concatenate(parts)`` for INDEX_DTYPE arrays, fast."""
+    return np.concatenate([np.ascontiguousarray(p).view(_ROW) for p in parts]).view(INDEX_DTYPE)
+
 
 U8Array = npt.NDArray[np.uint8]
 
@@ -129,7 +144,9 @@ class FragmentBatch:
     def __getitem__(
         self, key: slice | npt.NDArray[np.integer] | npt.NDArray[np.bool_]
     ) -> FragmentBatch:
-        return FragmentBatch(self.index[key], self.buffers)
+        if isinstance(key, slice):
+            return FragmentBatch(self.index[key], self.buffers)
+        return FragmentBatch(take_rows(self.index, key), self.buffers)
 
     def payload(self, i: int) -> bytes:
         row = self.index[i]
@@ -158,8 +175,8 @@ class FragmentBatch:
             return batches[0]
         first = batches[0].buffers
         if all(b.buffers is first for b in batches):
-            return FragmentBatch(np.concatenate([b.index for b in batches]), first)
-        index = np.concatenate([b.index for b in batches])
+            return FragmentBatch(concat_rows([b.index for b in batches]), first)
+        index = concat_rows([b.index for b in batches])
         buffers: list[U8Array] = []
         pos = 0
         for b in batches:
@@ -209,20 +226,30 @@ class FragmentBatch:
                 out_pos += e - s
             return out
         out_starts = out_ends - lens
-        single_len = bool((lens == lens[0]).all())
+        rec_len = int(lens[0])
+        if bool((lens == rec_len).all()):
+            # Equal-sized fragments: copy whole records through an opaque record view.
+            rec = np.dtype((np.void, rec_len))
+            out_rec = out.view(rec)
+            for b in np.unique(bufs).tolist() if len(self.buffers) > 1 else [0]:
+                sel = np.flatnonzero(bufs == b) if len(self.buffers) > 1 else slice(None)
+                fs = starts[sel]
+                src = self.buffers[b]
+                if not (fs % rec_len).any() and len(src) % rec_len == 0:
+                    out_rec[sel] = src.view(rec)[fs // rec_len]
+                else:
+                    width = np.arange(rec_len, dtype=np.int64)
+                    fo = out_starts[sel]
+                    out[(fo[:, None] + width).ravel()] = src[(fs[:, None] + width).ravel()]
+            return out
         for b in np.unique(bufs).tolist() if len(self.buffers) > 1 else [0]:
-            sel = None if len(self.buffers) == 1 else np.flatnonzero(bufs == b)
-            fs = starts if sel is None else starts[sel]
-            fo = out_starts if sel is None else out_starts[sel]
-            src = self.buffers[b]
-            if single_len:
-                width = np.arange(int(lens[0]), dtype=np.int64)
-                out[(fo[:, None] + width).ravel()] = src[(fs[:, None] + width).ravel()]
-            else:
-                ln = lens if sel is None else lens[sel]
-                # dst: every output byte position of these fragments; src: same shifted.
-                dst = np.repeat(fo - (np.cumsum(ln) - ln), ln) + np.arange(int(ln.sum()))
-                out[dst] = src[dst + np.repeat(fs - fo, ln)]
+            sel = np.flatnonzero(bufs == b) if len(self.buffers) > 1 else slice(None)
+            fs = starts[sel]
+            fo = out_starts[sel]
+            ln = lens[sel]
+            # dst: every output byte position of these fragments; src: the same, shifted.
+            dst = np.repeat(fo - (np.cumsum(ln) - ln), ln) + np.arange(int(ln.sum()))
+            out[dst] = self.buffers[b][dst + np.repeat(fs - fo, ln)]
         return out
 
 
@@ -263,3 +290,52 @@ def write_headers(buf: U8Array, index: np.ndarray) -> None:
     raw = hdr.view(np.uint8).reshape(-1, FLAT_HEADER_BYTES)
     pos = index["offset"][:, None] + np.arange(FLAT_HEADER_BYTES)
     buf[pos] = raw
+
+
+def batch_from_columns(
+    timestamps: npt.ArrayLike,
+    source_ids: npt.ArrayLike,
+    payloads: npt.NDArray[np.uint8] | Sequence[bytes],
+    barrier_types: npt.ArrayLike | None = None,
+    *,
+    received: float = 0.0,
+) -> FragmentBatch:
+    """Build a batch from columns; ``payloads`` is an (n, size) uint8 array or n byte strings.
+
+    Fixed-size payloads (a 2-D array) are laid out with a handful of numpy calls.
+    """
+    ts = np.asarray(timestamps, dtype=np.uint64).reshape(-1)
+    n = len(ts)
+    sids = np.broadcast_to(np.asarray(source_ids, dtype=np.uint32), (n,))
+    bars = np.broadcast_to(
+        np.asarray(0 if barrier_types is None else barrier_types, dtype=np.uint32), (n,)
+    )
+    if isinstance(payloads, np.ndarray) and payloads.ndim == 2:
+        if len(payloads) != n:
+            raise ValueError(f"{len(payloads)} payload rows for {n} timestamps")
+        size = payloads.shape[1]
+        rec = np.empty((n, FLAT_HEADER_BYTES + size), np.uint8)
+        hdr = np.empty(n, HEADER_DTYPE)
+        hdr["timestamp"] = ts
+        hdr["source_id"] = sids
+        hdr["payload_size"] = size
+        hdr["barrier_type"] = bars
+        rec[:, :FLAT_HEADER_BYTES] = hdr.view(np.uint8).reshape(n, FLAT_HEADER_BYTES)
+        rec[:, FLAT_HEADER_BYTES:] = payloads
+        index = np.empty(n, INDEX_DTYPE)
+        for name in ("timestamp", "source_id", "payload_size", "barrier_type"):
+            index[name] = hdr[name]
+        index["buf"] = 0
+        index["offset"] = np.arange(n, dtype=np.int64) * (FLAT_HEADER_BYTES + size)
+        index["received"] = received
+        return FragmentBatch(index, (rec.reshape(-1),))
+    plist = list(payloads)
+    if len(plist) != n:
+        raise ValueError(f"{len(plist)} payloads for {n} timestamps")
+    return build_batch(
+        (
+            Fragment(timestamp=int(t), source_id=int(s), payload=bytes(p), barrier_type=int(b))
+            for t, s, p, b in zip(ts.tolist(), sids.tolist(), plist, bars.tolist(), strict=True)
+        ),
+        received=received,
+    )

@@ -134,6 +134,7 @@ class Orderer:
         self._round: set[int] | None = None  # live sources when the pending barrier started
         self._queued_bytes = 0
         self._queued_fragments = 0
+        self._barriers_queued = 0
         self._unwritten_bytes = 0
         self._oo_last_prior = 0
         self._oo_last_bad = 0
@@ -299,9 +300,11 @@ class Orderer:
             q.last_dup_ts = int(ts[np.flatnonzero(dup)[-1]])
         # Out of order: below the highest timestamp received before it from this source.
         base = q.max_ts if q.has_last else 0
-        runmax = np.maximum.accumulate(ts)
         sorted_within = n == 1 or bool((ts[1:] >= ts[:-1]).all())
+        top = int(ts[-1])
         if not (sorted_within and int(ts[0]) >= base):
+            runmax = np.maximum.accumulate(ts)
+            top = int(runmax[-1])
             prior = np.maximum(np.concatenate(([_U64(base)], runmax[:-1])), _U64(base))
             oo_pos = np.flatnonzero(ts < prior)
             if len(oo_pos):
@@ -313,21 +316,21 @@ class Orderer:
         append_in_order = sorted_within and (not q.segments or int(ts[0]) >= q.tail_ts())
         q.has_last = True
         q.last_ts = int(ts[-1])
-        top = int(runmax[-1])
         if top > q.max_ts:
             q.max_ts = top
         if top > self._newest:
             self._newest = top
-        nbytes = int(idx["payload_size"].sum(dtype=np.int64))
+        bars = idx["barrier_type"]
+        if bars.any():
+            n_bar = int(np.count_nonzero(bars))
+            qs[S_BARRIERS] += n_bar
+            self._barriers_queued += n_bar
+        nbytes = q.append(batch, ts, in_order=append_in_order)
         qs[S_FRAGS_IN] += n
         qs[S_BYTES_IN] += nbytes
         if n > qs[S_MAX_BATCH]:
             qs[S_MAX_BATCH] = n
         self._stats.values[O_BYTES_IN] += nbytes
-        bars = idx["barrier_type"]
-        if bars.any():
-            qs[S_BARRIERS] += int(np.count_nonzero(bars))
-        q.append(batch, ts, in_order=append_in_order)
         self._queued_bytes += nbytes
         self._queued_fragments += n
 
@@ -389,7 +392,10 @@ class Orderer:
             ]
             limit = min(bar_ts) if bar_ts else max((f for f in firsts if f is not None), default=0)
         elif all(q.depth for q in queues):
-            limits = [q.newest_data_ts() for q in queues if not q.head_is_barrier()]
+            if self._barriers_queued:
+                limits = [q.newest_data_ts() for q in queues if not q.head_is_barrier()]
+            else:
+                limits = [q.newest_data_ts() for q in queues]
             if not limits:
                 return None
             limit = min(x for x in limits if x is not None)
@@ -403,15 +409,11 @@ class Orderer:
         for q in queues:
             if not q.depth:
                 continue
-            qp, qt = q.take(limit, cutoff)
-            if not qp:
+            qp, qt, n, nbytes = q.take(limit, cutoff)
+            if not n:
                 continue
-            n = 0
-            nbytes = 0
             qs = q.stats.values
             for p, t in zip(qp, qt, strict=True):
-                n += len(t)
-                nbytes += int(p.payload_sizes.sum(dtype=np.int64))
                 if self._has_emitted and int(t[0]) < emitted_max:
                     n_late = int(np.searchsorted(t, _U64(emitted_max), "left"))
                     late_total += n_late
@@ -458,6 +460,9 @@ class Orderer:
         return merged
 
     def _barriers(self, now: float, *, force: bool, out: Output) -> FragmentBatch | None:
+        if not self._barriers_queued:
+            self._round = None
+            return None
         heads = [q for q in self._ordered if q.head_is_barrier()]
         if not heads:
             self._round = None
@@ -479,6 +484,7 @@ class Orderer:
                 return None
             complete = False
         pieces = [q.pop_head() for q in heads]
+        self._barriers_queued -= len(pieces)
         self._round = None
         pairs = tuple((q.sid, int(p.barrier_types[0])) for q, p in zip(heads, pieces, strict=True))
         types = {t for _, t in pairs}
@@ -530,7 +536,9 @@ class Orderer:
         deadlines: list[float] = []
         w = self.config.window_s
         if self._queued_fragments:
-            heads = [q for q in self._ordered if q.head_is_barrier()]
+            heads = (
+                [q for q in self._ordered if q.head_is_barrier()] if self._barriers_queued else []
+            )
             if heads:
                 oldest = min(
                     float(q.segments[0].batch.index["received"][q.segments[0].start])
@@ -592,7 +600,10 @@ class Orderer:
                 for conn in self._last_seen:
                     self._last_seen[conn] = now
             out.notifications.append(FlowChange(xon=True))
-        if cfg.perq_xoff_fragments <= 0 and not self._paused:
+        if not self._paused and (
+            cfg.perq_xoff_fragments <= 0
+            or max((q.depth for q in self._ordered), default=0) < cfg.perq_xoff_fragments
+        ):
             return
         for conn, sids in self._connections.items():
             depths = [self._queues[s].depth for s in sids]

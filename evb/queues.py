@@ -57,13 +57,16 @@ class Segment:
         start: first row not yet emitted.
     """
 
-    __slots__ = ("_bar_ptr", "barriers", "batch", "last_data_pos", "received_min", "start", "ts",
-                 "uniform_received")
+    __slots__ = ("_bar_ptr", "barriers", "batch", "cum_bytes", "last_data_pos", "received_min",
+                 "start", "ts", "uniform_received")
 
     def __init__(self, batch: FragmentBatch, ts: npt.NDArray[np.uint64], *, uniform: bool) -> None:
         self.batch = batch
         self.ts = ts
         self.start = 0
+        # cum_bytes[i]: payload bytes of rows before i (cuts cost O(1) to account).
+        self.cum_bytes = np.zeros(len(ts) + 1, np.int64)
+        np.cumsum(batch.index["payload_size"], out=self.cum_bytes[1:])
         bar = batch.index["barrier_type"]
         self.barriers: npt.NDArray[np.int64] = np.flatnonzero(bar) if bar.any() else _EMPTY_POS
         self._bar_ptr = 0
@@ -139,8 +142,10 @@ class SourceQueue:
         return self.segments[0] if self.segments else None
 
     def head_is_barrier(self) -> bool:
-        seg = self.head_segment()
-        return seg is not None and seg.next_barrier() == seg.start
+        if not self.segments:
+            return False
+        seg = self.segments[0]
+        return len(seg.barriers) > 0 and seg.next_barrier() == seg.start
 
     def head_ts(self) -> int:
         seg = self.head_segment()
@@ -156,10 +161,13 @@ class SourceQueue:
                 return int(seg.ts[seg.last_data_pos])
         return None
 
-    def append(self, batch: FragmentBatch, ts: npt.NDArray[np.uint64], *, in_order: bool) -> None:
-        """Queue fragments; ``in_order`` promises ``ts`` is sorted and not below the tail."""
+    def append(self, batch: FragmentBatch, ts: npt.NDArray[np.uint64], *, in_order: bool) -> int:
+        """Queue fragments; ``in_order`` promises ``ts`` is sorted and not below the tail.
+
+        Returns:
+            the payload bytes queued.
+        """
         n_new = len(ts)
-        bytes_new = int(batch.payload_sizes.sum(dtype=np.int64))
         if not in_order:
             parts = [seg.rest() for seg in self.segments if len(seg)]
             parts.append((batch, ts))
@@ -168,25 +176,37 @@ class SourceQueue:
             order = np.argsort(all_ts, kind="stable")
             self.segments.clear()
             self.segments.append(Segment(merged[order], all_ts[order], uniform=False))
+            bytes_new = self.bytes_queued
+            self.bytes_queued = 0
+            bytes_new = int(self.segments[0].cum_bytes[-1]) - bytes_new
         else:
-            self.segments.append(Segment(batch, ts, uniform=True))
+            seg = Segment(batch, ts, uniform=True)
+            self.segments.append(seg)
+            bytes_new = int(seg.cum_bytes[-1])
         self.depth += n_new
         self.bytes_queued += bytes_new
         self.total_bytes_queued += bytes_new
+        return bytes_new
 
     def take(
         self, limit: int | None, cutoff: float | None
-    ) -> tuple[list[FragmentBatch], list[npt.NDArray[np.uint64]]]:
+    ) -> tuple[list[FragmentBatch], list[npt.NDArray[np.uint64]], int, int]:
         """Remove data from the head: up to timestamp ``limit`` (inclusive), received no later
-        than ``cutoff``, never past a barrier. Either bound may be None (no bound)."""
+        than ``cutoff``, never past a barrier. Either bound may be None (no bound).
+
+        Returns:
+            pieces, their timestamps, the number of fragments and their payload bytes.
+        """
         pieces: list[FragmentBatch] = []
         tss: list[npt.NDArray[np.uint64]] = []
         segs = self.segments
+        n = 0
+        nbytes = 0
         while segs:
             seg = segs[0]
             start = seg.start
             end = len(seg.ts)
-            stop = seg.next_barrier()
+            stop = seg.next_barrier() if len(seg.barriers) else end
             if stop == start:
                 break
             if limit is not None and int(seg.ts[stop - 1]) > limit:
@@ -203,17 +223,17 @@ class SourceQueue:
                 pieces.append(seg.batch[start:stop])
                 tss.append(seg.ts[start:stop])
                 seg.start = stop
-            if seg.start == end:
+                n += stop - start
+                nbytes += int(seg.cum_bytes[stop] - seg.cum_bytes[start])
+            if stop == end:
                 segs.popleft()
                 continue
             break
-        if pieces:
-            n = sum(len(t) for t in tss)
-            nbytes = sum(int(p.payload_sizes.sum()) for p in pieces)
+        if n:
             self.depth -= n
             self.bytes_queued -= nbytes
             self.bytes_dequeued += nbytes
-        return pieces, tss
+        return pieces, tss, n, nbytes
 
     def pop_head(self) -> FragmentBatch:
         """Remove the head fragment (a barrier) and return it."""

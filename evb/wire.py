@@ -22,6 +22,7 @@ from evb.batch import (
     Fragment,
     FragmentBatch,
     build_batch,
+    concat_rows,
 )
 from evb.errors import RemoteProtocolError, SourceError
 
@@ -273,7 +274,7 @@ def parse_fragments(
     elif len(pieces) == 1:
         index = pieces[0]
     else:
-        index = np.concatenate(pieces)
+        index = concat_rows(pieces)
     index["buf"] = 0
     index["received"] = received
     return FragmentBatch(index, (buf,))
