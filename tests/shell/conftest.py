@@ -1,0 +1,37 @@
+"""Fixtures of the shell tests: a real Tcl interpreter over a real Orderer."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+
+import pytest
+
+from shell.tcl import TclShell
+from shell_fakes import FakeService
+
+
+class Env:
+    def __init__(self) -> None:
+        self.svc = FakeService()
+        self.out = io.StringIO()
+        self.err = io.StringIO()
+        self.shell = TclShell(self.svc, stdout=self.out, stderr=self.err)
+        self.svc.add_listener(self.shell.notify)
+
+    def ok(self, script: str) -> str:
+        r = self.shell.evaluate(script)
+        assert r.ok, f"{script!r} failed: {r.text}"
+        return r.text
+
+    def error(self, script: str) -> str:
+        """The message `catch` sees when ``script`` fails."""
+        self.shell.interp.setvar("::_t_script", script)
+        code = self.ok("catch $::_t_script ::_t_msg")
+        assert code == "1", f"{script!r} did not fail"
+        return str(self.shell.interp.getvar("::_t_msg"))
+
+
+@pytest.fixture
+def env() -> Iterator[Env]:
+    yield Env()
