@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import struct
 import time
 from collections import deque
@@ -57,6 +58,8 @@ T = TypeVar("T")
 RECV_BUFFER_BYTES = 256 * 1024
 #: Replies buffered for a client beyond which its connection stops being read.
 REPLY_HIGH_WATER_BYTES = 64 * 1024
+#: Kernel send buffer of a source connection (it carries replies only).
+REPLY_SNDBUF_BYTES = 64 * 1024
 #: After an ERROR reply, how long unread input is drained before the socket is closed.
 ERROR_LINGER_S = 5.0
 #: Output gathered into one sink write at most (flat bytes), so one write stays bounded.
@@ -123,6 +126,12 @@ class _Connection(asyncio.BufferedProtocol):
             self.host, port = str(peer[0]), int(peer[1])
             self.name = f"{self.host}:{port}"
         transport.set_write_buffer_limits(high=REPLY_HIGH_WATER_BYTES)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            # Only short replies go this way; a small kernel buffer makes a client that never
+            # reads them hit the high-water mark (and get paused) after a bounded backlog.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, REPLY_SNDBUF_BYTES)
         self.server._connection_made(self)
 
     def get_buffer(self, sizehint: int) -> memoryview:
