@@ -52,9 +52,12 @@ INDEX_DTYPE = np.dtype(
 _ROW = np.dtype((np.void, INDEX_DTYPE.itemsize))
 
 
-def take_rows(index: np.ndarray, rows: npt.NDArray[np.integer]) -> np.ndarray:
+def take_rows(
+    index: np.ndarray, rows: npt.NDArray[np.integer] | npt.NDArray[np.bool_]
+) -> np.ndarray:
     """``index[rows]`` for INDEX_DTYPE arrays, fast."""
-    return np.ascontiguousarray(index).view(_ROW)[rows].view(INDEX_DTYPE)
+    out: np.ndarray = np.ascontiguousarray(index).view(_ROW)[rows].view(INDEX_DTYPE)
+    return out
 
 
 def concat_rows(parts: Sequence[np.ndarray]) -> np.ndarray:
