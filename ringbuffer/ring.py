@@ -492,6 +492,24 @@ class RingBuffer:
             return existing
         return self._activate_group(name, locked=False)
 
+    def remove_group(self, name: str) -> bool:
+        """Deactivate reader group ``name``: writers stop waiting for it. False if unknown."""
+        g = self.groups().get(name)
+        if g is None:
+            return False
+        self._tlock.acquire()
+        try:
+            self._wlock.acquire()
+            try:
+                self._gr[g * L.GROUP_WORDS + L.GR_ACTIVE] = 0
+                self._h[L.G_GROUPS_GEN] += 1
+            finally:
+                self._wlock.release()
+        finally:
+            self._tlock.release()
+        self._wake_all()
+        return True
+
     def _group_name(self, g: int) -> str:
         raw = bytes(self._names[g * L.NAME_BYTES : (g + 1) * L.NAME_BYTES])
         return raw.rstrip(b"\0").decode()

@@ -1,0 +1,1 @@
+"""Prebuilt worker functions (used when a worker has no ``file``: ``function: exporters.drain``)."""
