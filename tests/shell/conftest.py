@@ -6,9 +6,9 @@ import io
 from collections.abc import Iterator
 
 import pytest
+from shell_fakes import FakeService
 
 from shell.tcl import TclShell
-from shell_fakes import FakeService
 
 
 class Env:

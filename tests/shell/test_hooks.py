@@ -167,7 +167,8 @@ def test_puts_goes_to_the_shell_streams(env):
     env.ok('puts hello; puts -nonewline stdout "a b"; puts stderr oops')
     assert env.out.getvalue() == "hello\na b"
     assert env.err.getvalue() == "oops\n"
-    assert env.error("puts a b c d") == 'wrong # args: should be "puts ?-nonewline? ?channelId? string"'
+    usage = 'wrong # args: should be "puts ?-nonewline? ?channelId? string"'
+    assert env.error("puts a b c d") == usage
 
 
 def test_capture_collects_puts(env):

@@ -117,7 +117,7 @@ def test_quote_element_hard_cases_read_back_in_tcl(s):
 
 
 tcl_text = st.text(
-    alphabet=st.sampled_from(list("ab {}[]$\\\"#;\t\n") + ["é", "\x00"]), max_size=12
+    alphabet=st.sampled_from([*"ab {}[]$\\\"#;\t\n", "é", "\x00"]), max_size=12
 )
 tcl_values = st.recursive(
     st.one_of(st.integers(min_value=0, max_value=2**64 - 1), tcl_text),
