@@ -144,6 +144,11 @@ class Decoder:
                 self._start_body()
                 if self._body is not None and len(self._body) == 0:
                     out.append(self._finish(received))
+                    if self._closed and pos < n:
+                        # A DISCONNECT (empty body) followed by more bytes in the same chunk.
+                        raise RemoteProtocolError(
+                            "Data after DISCONNECT", offset=self.stream_position
+                        )
                 continue
             body = self._body
             take = min(len(body) - self._body_fill, n - pos)
