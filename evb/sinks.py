@@ -7,8 +7,10 @@ bytes toward XOFF). The ringbuffer output of a later issue implements the same p
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import stat
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -83,6 +85,21 @@ def flat_pieces(batch: FragmentBatch) -> list[memoryview] | None:
     ]
 
 
+async def _writable(fd: int) -> None:
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[None] = loop.create_future()
+
+    def on_ready() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_writer(fd, on_ready)
+    try:
+        await ready
+    finally:
+        loop.remove_writer(fd)
+
+
 class FileSink:
     """Writes the ordered stream to a file (or FIFO) as flattened fragments, back to back.
 
@@ -98,6 +115,12 @@ class FileSink:
         self.path = Path(path)
         # O_APPEND not used: a FIFO or /dev/shm file is written sequentially by one writer.
         self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        mode = os.fstat(self._fd).st_mode
+        # A FIFO or socket can block for as long as its reader wants: write it non-blocking and
+        # wait for room on the event loop, so the server stays responsive (and applies XOFF).
+        self._nonblocking = stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+        if self._nonblocking:
+            os.set_blocking(self._fd, False)
         self.fragments = 0
         self.flat_bytes = 0
 
@@ -108,19 +131,23 @@ class FileSink:
             return
         pieces = flat_pieces(batch)
         if pieces is None:
-            self._write_all([batch.flatten().data.cast("B")])
+            await self._write_all([batch.flatten().data.cast("B")])
         else:
-            self._write_all(pieces)
+            await self._write_all(pieces)
         self.fragments += len(batch)
         self.flat_bytes += batch.flat_bytes()
 
-    def _write_all(self, pieces: list[memoryview]) -> None:
+    async def _write_all(self, pieces: list[memoryview]) -> None:
         fd = self._fd
         assert fd is not None
         i = 0
         while i < len(pieces):
             chunk = pieces[i : i + _IOV_MAX]
-            done = os.writev(fd, chunk)
+            try:
+                done = os.writev(fd, chunk)
+            except BlockingIOError:
+                await _writable(fd)
+                continue
             # Partial writes (FIFO, signals): advance through the chunk and continue.
             for p in chunk:
                 if done >= len(p):
