@@ -271,9 +271,10 @@ class Orderer:
         n = len(idx)
         ts: npt.NDArray[np.uint64] = idx["timestamp"].copy()
         qs = q.stats.values
-        nulls = ts == _U64(NULL_TIMESTAMP)
-        n_null = int(np.count_nonzero(nulls))
-        if n_null:
+        n_null = 0
+        if int(ts.max()) == NULL_TIMESTAMP:
+            nulls = ts == _U64(NULL_TIMESTAMP)
+            n_null = int(np.count_nonzero(nulls))
             # Forward-fill from the previous fragment of this source (0 if none since reset).
             pos = np.where(nulls, -1, np.arange(n))
             np.maximum.accumulate(pos, out=pos)
@@ -284,20 +285,19 @@ class Orderer:
             _patch_timestamps(batch, np.flatnonzero(nulls))
             qs[S_NULLS] += n_null
             self._stats.values[O_NULLS] += n_null
-        # Duplicates: equal to the previous fragment received (assigned NULLs excluded).
-        if q.has_last:
-            prev_ts = np.concatenate(([_U64(q.last_ts)], ts[:-1]))
-            dup = ts == prev_ts
-        else:
-            dup = np.zeros(n, bool)
-            dup[1:] = ts[1:] == ts[:-1]
+        # Duplicates: equal to the previous fragment received (assigned NULLs excluded; a
+        # source's first fragment since start/reset is never one).
+        same = ts[1:] == ts[:-1]
+        first_dup = q.has_last and int(ts[0]) == q.last_ts
         if n_null:
-            dup &= ~nulls
-        n_dup = int(np.count_nonzero(dup))
+            same &= ~nulls[1:]
+            first_dup = first_dup and not bool(nulls[0])
+        n_dup = int(np.count_nonzero(same)) + int(first_dup)
         if n_dup:
             qs[S_DUPS] += n_dup
             self._stats.values[O_DUPS] += n_dup
-            q.last_dup_ts = int(ts[np.flatnonzero(dup)[-1]])
+            inner = np.flatnonzero(same)
+            q.last_dup_ts = int(ts[inner[-1] + 1]) if len(inner) else int(ts[0])
         # Out of order: below the highest timestamp received before it from this source.
         base = q.max_ts if q.has_last else 0
         sorted_within = n == 1 or bool((ts[1:] >= ts[:-1]).all())
@@ -545,14 +545,28 @@ class Orderer:
                     for q in heads
                 )
                 deadlines.append(oldest + 4 * w)
-            earliest = min(
-                (seg.received_min for q in self._ordered for seg in q.segments), default=None
-            )
-            if earliest is not None:
-                deadlines.append(earliest + w)
+            # The window only applies while a counted queue is empty (else the mark decides),
+            # and only to data at a queue's head (a barrier head waits for its own timeout);
+            # what gates ``take`` is the head row's receipt time. A deadline that poll cannot
+            # act on would stay in the past and make the driver spin.
+            queues = [q for q in self._ordered if q.depth or not q.dead]
+            if not all(q.depth for q in queues):
+                earliest = min(
+                    (
+                        float(q.segments[0].batch.index["received"][q.segments[0].start])
+                        for q in queues
+                        if q.depth and not q.head_is_barrier()
+                    ),
+                    default=None,
+                )
+                if earliest is not None:
+                    deadlines.append(earliest + w)
         timeout = self.config.source_timeout_s
-        if timeout > 0 and self._last_seen and not self.xoff:
-            deadlines.append(min(self._last_seen.values()) + timeout)
+        if timeout > 0 and not self.xoff:
+            # Paused connections are not timed out (see _check_timeouts).
+            seen = [t for c, t in self._last_seen.items() if c not in self._paused]
+            if seen:
+                deadlines.append(min(seen) + timeout)
         return min(deadlines) if deadlines else None
 
     # ------------------------------------------------------------------ flow control
