@@ -340,14 +340,14 @@ class Orderer:
         out = Output()
         self._check_timeouts(now)
         self._run(now, out, force=False)
-        self._flow(out)
+        self._flow(out, now)
         return out
 
     def flush(self, now: float) -> Output:
         """Emit everything queued (``EVB::flushqueues``); barriers leave at their timestamp."""
         out = Output()
         self._run(now, out, force=True)
-        self._flow(out)
+        self._flow(out, now)
         return out
 
     def abort_barrier(self, now: float) -> Output:
@@ -357,7 +357,7 @@ class Orderer:
         if group is not None:
             out.batches.append(group)
         self._run(now, out, force=False)
-        self._flow(out)
+        self._flow(out, now)
         return out
 
     def _run(self, now: float, out: Output, *, force: bool) -> None:

@@ -176,9 +176,8 @@ class SourceQueue:
             order = np.argsort(all_ts, kind="stable")
             self.segments.clear()
             self.segments.append(Segment(merged[order], all_ts[order], uniform=False))
-            bytes_new = self.bytes_queued
-            self.bytes_queued = 0
-            bytes_new = int(self.segments[0].cum_bytes[-1]) - bytes_new
+            # The merged segment holds the old rest plus the new batch.
+            bytes_new = int(self.segments[0].cum_bytes[-1]) - self.bytes_queued
         else:
             seg = Segment(batch, ts, uniform=True)
             self.segments.append(seg)
