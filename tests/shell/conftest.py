@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from shell_fakes import FakeService
+from shell_procs import Server, control_server
 
 from shell.tcl import TclShell
 
@@ -35,3 +37,10 @@ class Env:
 @pytest.fixture
 def env() -> Iterator[Env]:
     yield Env()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    """A running evb-server --control (separate process)."""
+    with control_server(tmp_path) as srv:
+        yield srv

@@ -2,82 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import select
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
+from shell_procs import Server, run_shell
 
 from evb.batch import Fragment as F
 from sources.client import SourceClient
-
-BIN = Path(sys.executable).parent
-
-
-def tool(name: str) -> list[str]:
-    exe = BIN / name
-    if exe.exists():
-        return [str(exe)]
-    module = {"evb-server": "evb.cli", "evb-shell": "shell.cli"}[name]
-    return [sys.executable, "-m", module]
-
-
-def shell_env(tmp_path: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env["EVB_SHELL_HISTORY"] = str(tmp_path / "history")
-    return env
-
-
-def run_shell(
-    tmp_path: Path, *args: str, stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*tool("evb-shell"), *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=shell_env(tmp_path),
-        stdin=None if stdin is not None else subprocess.DEVNULL,
-    )
-
-
-class Server:
-    def __init__(self, proc: subprocess.Popen[str], host: str, port: int, control: Path) -> None:
-        self.proc, self.host, self.port, self.control = proc, host, port, control
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    control = tmp_path / "ctl.sock"
-    proc = subprocess.Popen(
-        [*tool("evb-server"), "--port", "0", "--control", str(control),
-         "--log-level", "WARNING"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        ready, _, _ = select.select([proc.stdout], [], [], 30)
-        line = proc.stdout.readline() if ready else ""
-        assert line.startswith("evb listening on "), f"server did not start: {line!r}"
-        host, port = line.split()[-1].rsplit(":", 1)
-        yield Server(proc, host, int(port), control)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
 
 
 def attach(tmp_path: Path, server: Server, script: str) -> subprocess.CompletedProcess[str]:
