@@ -31,6 +31,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
+import numpy as np
+
 from evb.batch import FragmentBatch
 from evb.errors import RemoteProtocolError
 from evb.notify import FlowChange, Notification
@@ -43,7 +45,9 @@ from evb.wire import (
     Decoder,
     Disconnect,
     Fragments,
+    MessageType,
     encode_error,
+    parse_fragments,
 )
 
 __all__ = ["ConnectionInfo", "ConnectionState", "EvbServer", "serve"]
@@ -56,6 +60,8 @@ T = TypeVar("T")
 
 #: Bytes read from one connection per event-loop iteration (the fairness quantum).
 RECV_BUFFER_BYTES = 256 * 1024
+#: FRAGMENTS bodies at least this large are received straight into their own buffer.
+DIRECT_MIN_BYTES = 64 * 1024
 #: Replies buffered for a client beyond which its connection stops being read.
 REPLY_HIGH_WATER_BYTES = 64 * 1024
 #: Kernel send buffer of a source connection (it carries replies only).
@@ -70,6 +76,9 @@ IDLE_POLL_S = 1.0
 CLOSED_HISTORY = 256
 
 _OK = b"OK\n"
+_EMPTY_VIEW = memoryview(b"")
+# Where get_buffer() pointed the next read.
+_STREAM, _HEADER_ONLY, _DIRECT = 0, 1, 2
 _HEADER = struct.Struct("<II")
 
 
@@ -115,6 +124,13 @@ class _Connection(asyncio.BufferedProtocol):
         # Message framing, tracked here so a bad message never takes earlier ones with it.
         self._head = bytearray()
         self._body_left = 0
+        self._stream_pos = 0
+        self._hview = memoryview(bytearray(MESSAGE_HEADER_BYTES))
+        self._header_only = False
+        self._direct: np.ndarray | None = None
+        self._direct_view = _EMPTY_VIEW
+        self._direct_fill = 0
+        self._target = _STREAM
         self._linger: asyncio.TimerHandle | None = None
 
     # ------------------------------------------------------------------ asyncio callbacks
@@ -135,6 +151,13 @@ class _Connection(asyncio.BufferedProtocol):
         self.server._connection_made(self)
 
     def get_buffer(self, sizehint: int) -> memoryview:
+        if self._direct is not None:
+            self._target = _DIRECT
+            return self._direct_view[self._direct_fill :]
+        if self._header_only and not self.discarding:
+            self._target = _HEADER_ONLY
+            return self._hview[: MESSAGE_HEADER_BYTES - len(self._head)]
+        self._target = _STREAM
         return self.view
 
     def buffer_updated(self, nbytes: int) -> None:
@@ -143,29 +166,15 @@ class _Connection(asyncio.BufferedProtocol):
         now = time.monotonic()
         self.last_data = now
         replies: list[bytes] = []
-        data = self.view[:nbytes]
-        pos = 0
         try:
-            while pos < nbytes and self.state in ("forming", "active"):
-                # Feed the decoder at most one message at a time (see class docstring).
+            if self._target == _DIRECT:
+                self._direct_fill += nbytes
+                self._body_left -= nbytes
                 if self._body_left == 0:
-                    take = min(MESSAGE_HEADER_BYTES - len(self._head), nbytes - pos)
-                    self._head += data[pos : pos + take]
-                    chunk = data[pos : pos + take]
-                    pos += take
-                    if len(self._head) == MESSAGE_HEADER_BYTES:
-                        size, _ = _HEADER.unpack(self._head)
-                        self._head.clear()
-                        self._body_left = size
-                    messages = self.decoder.feed(chunk, received=now)
-                else:
-                    take = min(self._body_left, nbytes - pos)
-                    chunk = data[pos : pos + take]
-                    pos += take
-                    self._body_left -= take
-                    messages = self.decoder.feed(chunk, received=now)
-                for msg in messages:
-                    replies.append(self._handle(msg, now))
+                    replies.append(self._handle(self._finish_direct(now), now))
+            else:
+                data = self.view if self._target == _STREAM else self._hview
+                self._consume(data[:nbytes], now, replies)
         except RemoteProtocolError as exc:
             self._flush_replies(replies)
             self._fail(exc.reason, now)
@@ -177,6 +186,64 @@ class _Connection(asyncio.BufferedProtocol):
             return
         self._flush_replies(replies)
 
+    def _consume(self, data: memoryview, now: float, replies: list[bytes]) -> None:
+        """Cut ``data`` at message boundaries; decode and handle each complete message.
+
+        The decoder is fed one message at a time, so a bad message never takes the earlier
+        ones of the same read with it. A large FRAGMENTS body is received straight into its
+        own buffer (see :meth:`get_buffer`) instead of being copied by the decoder.
+        """
+        nbytes = len(data)
+        pos = 0
+        while pos < nbytes and self.state in ("forming", "active"):
+            if self._body_left == 0:
+                take = min(MESSAGE_HEADER_BYTES - len(self._head), nbytes - pos)
+                self._head += data[pos : pos + take]
+                pos += take
+                if len(self._head) < MESSAGE_HEADER_BYTES:
+                    break
+                size, mtype = _HEADER.unpack(self._head)
+                head = bytes(self._head)
+                self._head.clear()
+                self._stream_pos += MESSAGE_HEADER_BYTES
+                if (
+                    self.state == "active"
+                    and mtype == MessageType.FRAGMENTS
+                    and DIRECT_MIN_BYTES <= size <= self.decoder.max_message_bytes
+                ):
+                    self._direct = np.empty(size, np.uint8)
+                    self._direct_view = self._direct.data.cast("B")
+                    take = min(size, nbytes - pos)
+                    self._direct_view[:take] = data[pos : pos + take]
+                    pos += take
+                    self._direct_fill = take
+                    self._body_left = size - take
+                    self._header_only = True
+                    if self._body_left == 0:
+                        replies.append(self._handle(self._finish_direct(now), now))
+                    continue
+                self._header_only = False
+                self._body_left = size
+                messages = self.decoder.feed(head, received=now)
+            else:
+                take = min(self._body_left, nbytes - pos)
+                chunk = data[pos : pos + take]
+                pos += take
+                self._body_left -= take
+                self._stream_pos += take
+                messages = self.decoder.feed(chunk, received=now)
+            for msg in messages:
+                replies.append(self._handle(msg, now))
+
+    def _finish_direct(self, now: float) -> Fragments:
+        body = self._direct
+        assert body is not None
+        self._direct = None
+        self._direct_view = _EMPTY_VIEW
+        at = self._stream_pos
+        self._stream_pos += len(body)
+        return Fragments(parse_fragments(body, received=now, stream_offset=at))
+
     def eof_received(self) -> bool | None:
         return False  # close our side too
 
@@ -186,6 +253,11 @@ class _Connection(asyncio.BufferedProtocol):
         now = time.monotonic()
         if self.state in ("forming", "active"):
             try:
+                if self._direct is not None:
+                    raise RemoteProtocolError(
+                        f"Connection closed in the middle of a message {len(self._direct)}-byte "
+                        f"body ({self._direct_fill} bytes received)"
+                    )
                 self.decoder.feed_eof()
                 if self.state == "active" or self._head or self._body_left:
                     log.warning("connection %s lost without DISCONNECT", self.name)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import select
 import stat
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -85,6 +86,18 @@ def flat_pieces(batch: FragmentBatch) -> list[memoryview] | None:
     ]
 
 
+def _advance(pieces: list[memoryview], i: int, chunk: list[memoryview], done: int) -> int:
+    """After a (possibly partial) write of ``chunk`` = ``pieces[i:...]``: the next index."""
+    for p in chunk:
+        if done >= len(p):
+            done -= len(p)
+            i += 1
+        else:
+            pieces[i] = p[done:]
+            break
+    return i
+
+
 async def _writable(fd: int) -> None:
     loop = asyncio.get_running_loop()
     ready: asyncio.Future[None] = loop.create_future()
@@ -107,12 +120,20 @@ class FileSink:
     (timestamp, source id, payload size, barrier type) followed by its payload. Large fragments are
     written straight from the received buffers with ``writev``; small ones are gathered first.
 
+    Writes of at least ``thread_min_bytes`` run in a worker thread (the system call releases the
+    GIL), so copying the output overlaps with receiving input on a second core: measured with
+    ``benchmarks/bench_e2e.py``, see docs/server.md.
+
     Args:
         path: file to create (truncated) or FIFO to open for writing.
+        thread_min_bytes: smallest write handed to a worker thread; None: never.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, thread_min_bytes: int | None = 256 * 1024
+    ) -> None:
         self.path = Path(path)
+        self.thread_min_bytes = thread_min_bytes
         # O_APPEND not used: a FIFO or /dev/shm file is written sequentially by one writer.
         self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         mode = os.fstat(self._fd).st_mode
@@ -129,13 +150,33 @@ class FileSink:
             raise ValueError(f"write to closed FileSink {self.path}")
         if len(batch) == 0:
             return
-        pieces = flat_pieces(batch)
-        if pieces is None:
-            await self._write_all([batch.flatten().data.cast("B")])
+        flat = batch.flat_bytes()
+        if self.thread_min_bytes is not None and flat >= self.thread_min_bytes:
+            await asyncio.to_thread(self._write_batch_blocking, batch)
         else:
+            pieces = flat_pieces(batch)
+            if pieces is None:
+                pieces = [batch.flatten().data.cast("B")]
             await self._write_all(pieces)
         self.fragments += len(batch)
-        self.flat_bytes += batch.flat_bytes()
+        self.flat_bytes += flat
+
+    def _write_batch_blocking(self, batch: FragmentBatch) -> None:
+        """Worker-thread write: gather and write, waiting for room on a FIFO with select."""
+        fd = self._fd
+        assert fd is not None
+        pieces = flat_pieces(batch)
+        if pieces is None:
+            pieces = [batch.flatten().data.cast("B")]
+        i = 0
+        while i < len(pieces):
+            chunk = pieces[i : i + _IOV_MAX]
+            try:
+                done = os.writev(fd, chunk)
+            except BlockingIOError:
+                select.select([], [fd], [], 1.0)
+                continue
+            i = _advance(pieces, i, chunk, done)
 
     async def _write_all(self, pieces: list[memoryview]) -> None:
         fd = self._fd
@@ -148,14 +189,7 @@ class FileSink:
             except BlockingIOError:
                 await _writable(fd)
                 continue
-            # Partial writes (FIFO, signals): advance through the chunk and continue.
-            for p in chunk:
-                if done >= len(p):
-                    done -= len(p)
-                    i += 1
-                else:
-                    pieces[i] = p[done:]
-                    break
+            i = _advance(pieces, i, chunk, done)
 
     async def close(self) -> None:
         fd, self._fd = self._fd, None

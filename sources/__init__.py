@@ -1,1 +1,1 @@
-"""Event-builder source clients: the client library, simulated sources and the evb-source command."""
+"""Event-builder sources: the client library, simulated sources, the evb-source command."""

@@ -191,16 +191,32 @@ class SimulatedSource:
         ids = np.asarray(p.source_ids, np.uint32)
         k = len(ids)
         i = np.repeat(np.arange(first, last, dtype=np.uint64), k)
+        n = len(i)
         sids = np.tile(ids, last - first)
         ts = np.uint64(p.start_tick) + i * np.uint64(p.ticks_per_fragment)
         if p.jitter_ticks:
-            ts = ts + self._rng.integers(0, p.jitter_ticks, len(ts), dtype=np.uint64)
-        payload = np.empty((len(ts), p.payload_bytes), np.uint8)
-        payload[:] = self._filler
+            ts = ts + self._rng.integers(0, p.jitter_ticks, n, dtype=np.uint64)
+        # Written straight into the flattened buffer: one pass over the payload bytes.
+        rec = FLAT_HEADER_BYTES + p.payload_bytes
+        buf = np.empty(n * rec, np.uint8)
+        rows = buf.reshape(n, rec)
+        rows[:, FLAT_HEADER_BYTES:] = self._filler
         if p.payload_bytes >= 12:
-            payload[:, :4] = sids.astype("<u4").view(np.uint8).reshape(-1, 4)
-            payload[:, 4:12] = i.astype("<u8").view(np.uint8).reshape(-1, 8)
-        return flatten_columns(ts, sids, payload)
+            rows[:, 20:24] = sids.astype("<u4").view(np.uint8).reshape(-1, 4)
+            rows[:, 24:32] = i.astype("<u8").view(np.uint8).reshape(-1, 8)
+        index = np.empty(n, INDEX_DTYPE)
+        index["timestamp"] = ts
+        index["source_id"] = sids
+        index["payload_size"] = p.payload_bytes
+        index["barrier_type"] = 0
+        index["buf"] = 0
+        index["offset"] = np.arange(n, dtype=np.int64) * rec
+        index["received"] = 0.0
+        hdr = np.empty(n, HEADER_DTYPE)
+        for name in ("timestamp", "source_id", "payload_size", "barrier_type"):
+            hdr[name] = index[name]
+        rows[:, :FLAT_HEADER_BYTES] = hdr.view(np.uint8).reshape(n, FLAT_HEADER_BYTES)
+        return FragmentBatch(index, (buf,))
 
     def __iter__(self) -> Iterator[FragmentBatch]:
         p = self.plan
