@@ -456,7 +456,10 @@ class EventRingReader:
         self._leave = leave_group
         self._reader = self.ring.reader(group)
         self._current: Any = None
+        #: ring metadata (``counter``, ``timestamp``, ``deadtime``) of the current slot
         self.meta: np.ndarray | None = None
+        #: the current slot's bytes (a view; copy ``raw[:bytes_used]`` to keep a slot)
+        self.raw: npt.NDArray[np.uint8] | None = None
 
     def __iter__(self) -> Iterator[SlotEvents]:
         while True:
@@ -478,13 +481,25 @@ class EventRingReader:
         self._current = batch
         self.meta = batch.meta[0]
         raw: npt.NDArray[np.uint8] = batch.data[0].view(np.uint8)
+        self.raw = raw
         return read_slot(raw)
+
+    def next_copy(self, timeout_s: float | None = None) -> SlotEvents | None:
+        """Like :meth:`next` but the slot is copied and released at once (keep it freely)."""
+        slot = self.next(timeout_s)
+        if slot is None or self.raw is None:
+            return None
+        used = int(slot.header["bytes_used"][0])
+        copied = read_slot(self.raw[:used].copy())
+        self.release()
+        return copied
 
     def release(self) -> None:
         if self._current is not None:
             self._current.release()
             self._current = None
             self.meta = None
+            self.raw = None
 
     def close(self) -> None:
         self.release()
