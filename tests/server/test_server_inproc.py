@@ -147,7 +147,11 @@ def test_bad_first_message(arun: Any, message: bytes, reason: str) -> None:
         # a fragment header claiming 100 payload bytes in a 30-byte body
         (encode_message_header(MessageType.FRAGMENTS, 30)
          + struct.pack("<QIII", 77, 1, 100, 0) + b"z" * 10, "Fragment overruns FRAGMENTS body"),
-        (encode_message_header(MessageType.FRAGMENTS, 1 << 20), "exceeds the maximum of 65536"),
+        # the same in a body large enough to be received in place
+        (encode_message_header(MessageType.FRAGMENTS, 100_000)
+         + struct.pack("<QIII", 77, 1, 200_000, 0) + b"z" * 99_980,
+         "Fragment overruns FRAGMENTS body"),
+        (encode_message_header(MessageType.FRAGMENTS, 1 << 20), "exceeds the maximum of 500000"),
     ],
 )
 def test_bad_message_after_good_ones(arun: Any, tail: bytes, reason: str) -> None:
@@ -155,7 +159,7 @@ def test_bad_message_after_good_ones(arun: Any, tail: bytes, reason: str) -> Non
 
     async def body() -> None:
         sink = MemorySink()
-        async with serve(settings(max_message_bytes=65536), sink) as server:
+        async with serve(settings(max_message_bytes=500_000), sink) as server:
             port = server.address[1]
             other = await AsyncSourceClient.connect("127.0.0.1", port, "other", [2])
             r, w = await raw_connect(port)
@@ -178,7 +182,8 @@ def test_bad_message_after_good_ones(arun: Any, tail: bytes, reason: str) -> Non
     arun(body())
 
 
-def test_client_vanishing_mid_message(arun: Any) -> None:
+@pytest.mark.parametrize("payload_bytes", [1, 300_000])
+def test_client_vanishing_mid_message(arun: Any, payload_bytes: int) -> None:
     async def body() -> None:
         sink = MemorySink()
         async with serve(settings(), sink) as server:
@@ -189,7 +194,7 @@ def test_client_vanishing_mid_message(arun: Any) -> None:
             assert await reply(r) == b"OK\n"
             w.write(encode_fragments(frags(1, 3, 4)))
             assert await reply(r) == b"OK\n"
-            half = encode_fragments(frags(1, 5, 6))
+            half = encode_fragments(frags(1, 5, 6, payload=b"h" * payload_bytes))
             w.write(half[: len(half) // 2])
             await w.drain()
             w.transport.abort()
