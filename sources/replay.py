@@ -74,7 +74,7 @@ def message_ranges(
         first = int(ts[lo])
         if first >= t0:
             limit = np.uint64(first) + quantum
-            hi = int(np.searchsorted(ts[lo : lo + batch], limit, "left")) + lo
+            hi = int(np.searchsorted(ts[lo : lo + batch], limit, "right")) + lo
             hi = max(hi, lo + 1)
         else:  # out of order in the file (late data): send it alone, now
             hi = lo + 1
