@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from conftest import VENV_BIN
 from srv_helpers import assert_ordered
 
@@ -200,3 +202,46 @@ def test_config_file_and_flags(server_process: Any, tmp_path: Path) -> None:
                        capture_output=True, timeout=60)
     assert r.returncode == 2
     assert b"Build time window must be > 0 was 0" in r.stderr
+
+
+def test_control_socket_runs_evb_commands(server_process: Any, tmp_path: Path) -> None:
+    from shell.control import ControlClient
+
+    ctl = tmp_path / "ctl.sock"
+    srv = server_process("--control", str(ctl))
+    c = SourceClient.connect(srv.host, srv.port, "ctl test", [4, 5])
+
+    async def ask() -> tuple[str, str]:
+        client = await ControlClient.connect(ctl)
+        try:
+            sources = await client.evaluate("EVB::source")
+            window = await client.evaluate("EVB::config get window")
+        finally:
+            await client.close()
+        assert sources.ok and window.ok
+        return sources.text, window.text
+
+    sources, window = asyncio.run(ask())
+    assert sources.split() == ["4", "5"]
+    assert float(window) == 20.0
+    c.disconnect()
+    srv.signal(signal.SIGTERM)
+    assert srv.wait() == 0, srv.log()
+    assert not ctl.exists()
+
+
+def test_blocking_client_error_reply_and_pipelining(server_process: Any) -> None:
+    srv = server_process("--max-message-bytes", "1000")
+    with SourceClient.connect(srv.host, srv.port, "pipelined", [1], window=8) as c:
+        for t in range(100):
+            c.send([Fragment(timestamp=t, source_id=1, payload=b"abc")])
+        c.flush()
+        assert c.messages_sent == 100
+    bad = SourceClient.connect(srv.host, srv.port, "big", [2])
+    try:
+        with pytest.raises(SourceError, match="exceeds the maximum of 1000"):
+            bad.send([Fragment(timestamp=1, source_id=2, payload=b"x" * 5000)])
+    finally:
+        bad.close()
+    srv.signal(signal.SIGINT)
+    assert srv.wait() == 0
