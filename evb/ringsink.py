@@ -97,6 +97,41 @@ class RingOptions:
     groups: tuple[str, ...] = ()
     linger_s: float = DEFAULT_LINGER_S
 
+    @classmethod
+    def from_mapping(cls, values: Any) -> RingOptions:
+        """Options from a mapping (the YAML ``ring:`` entry) or ``(key, value)`` pairs.
+
+        Keys: ``name``, ``slot_bytes``, ``slots``, ``groups`` (list or comma-separated),
+        ``linger_s``.
+
+        Raises:
+            ConfigError: an unknown key or a bad value.
+        """
+        items = dict(values.items() if hasattr(values, "items") else values)
+        known = {"name", "slot_bytes", "slots", "groups", "linger_s"}
+        extra = sorted(set(items) - known)
+        if extra:
+            raise ConfigError(
+                f"Unknown ring setting {extra[0]!r}: expected one of {', '.join(sorted(known))}"
+            )
+        if not items.get("name"):
+            raise ConfigError("ring setting 'name' is missing")
+        groups = items.get("groups", ())
+        if isinstance(groups, str):
+            groups = [g for g in (x.strip() for x in groups.split(",")) if g]
+        try:
+            return cls(
+                name=str(items["name"]),
+                slot_bytes=int(items.get("slot_bytes", DEFAULT_SLOT_BYTES)),
+                slots=int(items.get("slots", DEFAULT_SLOTS)),
+                groups=tuple(str(g) for g in groups),
+                linger_s=float(items.get("linger_s", DEFAULT_LINGER_S)),
+            )
+        except (TypeError, ValueError) as exc:
+            if isinstance(exc, ConfigError):
+                raise
+            raise ConfigError(f"bad ring setting: {exc}") from None
+
     def __post_init__(self) -> None:
         if self.slot_bytes < SLOT_HEADER_BYTES + 64:
             raise ConfigError(
@@ -107,6 +142,15 @@ class RingOptions:
             raise ConfigError(f"ring needs at least 2 slots, was {self.slots}")
         if not self.linger_s >= 0:
             raise ConfigError(f"ring linger must be >= 0 seconds, was {self.linger_s}")
+        from ringbuffer.errors import ConfigError as RingConfigError
+        from ringbuffer.layout import validate_name
+
+        try:
+            validate_name(self.name, "ring name")
+            for g in self.groups:
+                validate_name(g, "ring reader group")
+        except RingConfigError as exc:
+            raise ConfigError(str(exc)) from None
 
 
 def create_event_ring(options: RingOptions, *, replace: bool = False) -> Any:
@@ -389,6 +433,21 @@ class BuildingSink:
         if len(events):
             for w in self.writers:
                 await w.write_events(events)
+
+    def set_build(self, name: str, value: object) -> None:
+        """``EVB::config set build <name> <value>``: takes effect with the next batch.
+
+        Raises:
+            ConfigError: unknown name or invalid value.
+        """
+        self.builder.config = self.builder.config.with_value(name, value)
+        for w in self.writers:
+            if isinstance(w, RingEventWriter):
+                w.built = self.builder.config.build
+
+    def get_build(self, name: str) -> object:
+        """``EVB::config get build <name>``."""
+        return self.builder.config.get(name)
 
     def status(self) -> dict[str, Any]:
         st = self.builder.stats()
