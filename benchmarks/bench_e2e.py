@@ -165,7 +165,7 @@ def raw_copy(total: int) -> float:
     rx.join(30)
     tx.join(30)
     lsock.close()
-    return float(res["bytes"]) / (res["end"] - t0)
+    return float(res["bytes"]) / float(res["end"] - t0)
 
 
 SERVER_CMD = [str(BIN / "evb-server")]

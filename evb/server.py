@@ -434,8 +434,8 @@ class EvbServer:
         self._output_done = True
         self._out_ready.set()
         if self._writer is not None:
-            with contextlib.suppress(Exception):
-                await self._writer
+            # wait() never raises: a writer that failed or was cancelled (close()) is done too.
+            await asyncio.wait({self._writer})
         try:
             await self.sink.close()
         except Exception:

@@ -155,7 +155,10 @@ def test_xoff_from_outside_slow_fifo_reader(
                 break
             time.sleep(0.01)
         assert "XOFF" in srv.log()
-        rss = [srv.rss_bytes() for _ in range(20) if time.sleep(0.02) is None]
+        rss = []
+        for _ in range(20):
+            rss.append(srv.rss_bytes())
+            time.sleep(0.02)
         assert all(p.poll() is None for p in processes), "sources should be blocked"
         assert max(rss) - baseline < 100_000_000, (baseline, rss)
         total = 2 * count * (payload + 20)

@@ -224,7 +224,9 @@ def test_client_that_never_reads_replies_is_paused(arun: Any) -> None:
             r, w = await asyncio.open_connection(sock=sock)
             w.write(encode_connect("deaf", [1]))
             empty = encode_message_header(MessageType.FRAGMENTS, 0)
-            w.transport.pause_reading()
+            transport = w.transport
+            assert isinstance(transport, asyncio.Transport)
+            transport.pause_reading()
             await until(lambda: len(server._live) == 1)
             conn = next(iter(server._live.values()))
             total = 0
@@ -239,7 +241,7 @@ def test_client_that_never_reads_replies_is_paused(arun: Any) -> None:
             await other.send(frags(2, 1))
             await other.disconnect()
             # now read every reply: one OK per message, none lost
-            w.transport.resume_reading()
+            transport.resume_reading()
             ok = 0
             w.write(encode_disconnect())
             async with asyncio.timeout(30):
@@ -421,5 +423,44 @@ def test_shutdown_flushes_and_is_idempotent(arun: Any) -> None:
             await server.shutdown()
             assert sink.count() == 3 and sink.closed
             await a.close()
+
+    arun(body())
+
+
+class FailingSink(MemorySink):
+    async def write(self, batch: FragmentBatch) -> None:
+        raise OSError(28, "No space left on device")
+
+
+def test_output_failure_stops_the_server(arun: Any) -> None:
+    async def body() -> None:
+        sink = FailingSink()
+        async with serve(settings(), sink) as server:
+            port = server.address[1]
+            c = await AsyncSourceClient.connect("127.0.0.1", port, "c", [1])
+            await c.send(frags(1, 1, 2))
+            server.apply(lambda o, now: o.flush(now))
+            await until(lambda: server.failed is not None)
+            assert isinstance(server.failed, OSError)
+            await server.shutdown()
+            assert sink.closed
+            with pytest.raises(OSError):
+                await AsyncSourceClient.connect("127.0.0.1", port, "late", [2])
+            await c.close()
+
+    arun(body())
+
+
+def test_close_is_an_immediate_stop(arun: Any) -> None:
+    async def body() -> None:
+        sink = MemorySink()
+        async with serve(settings(), sink) as server:
+            c = await AsyncSourceClient.connect("127.0.0.1", server.address[1], "c", [1, 2])
+            await c.send(frags(1, 1))
+            server.close()
+            server.close()
+            with pytest.raises((SourceError, OSError)):
+                await c.send(frags(1, 2))
+            await c.close()
 
     arun(body())
