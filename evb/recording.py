@@ -33,7 +33,13 @@ from evb.eventfmt import (
 )
 from evb.wire import parse_fragments
 
-__all__ = ["EventFileWriter", "Recording", "RecordingError", "open_recording"]
+__all__ = [
+    "EventFileWriter",
+    "FragmentFileWriter",
+    "Recording",
+    "RecordingError",
+    "open_recording",
+]
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +124,26 @@ class EventFileWriter:
             fd, self._fd = self._fd, None
             os.close(fd)
         log.info("output %s closed: %d events, %d bytes", self.path, self.events, self.bytes)
+
+
+class FragmentFileWriter:
+    """Events written as their fragments only: the NSCLDAQ fragment stream (``nobuild``).
+
+    Args:
+        path: file to create (truncated) or FIFO.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        from evb.sinks import FileSink
+
+        self._sink = FileSink(path)
+        self.path = self._sink.path
+
+    async def write_events(self, events: EventBatch) -> None:
+        await self._sink.write(events.fragments)
+
+    async def close(self) -> None:
+        await self._sink.close()
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,6 +50,7 @@ __all__ = [
     "RingOptions",
     "concat_events",
     "create_event_ring",
+    "make_output_sink",
     "plan_slots",
     "slice_events",
 ]
@@ -156,19 +157,45 @@ class RingOptions:
 def create_event_ring(options: RingOptions, *, replace: bool = False) -> Any:
     """Create (own) the ring of ``options``: ``slots`` slots of ``slot_bytes`` raw bytes.
 
+    A leftover of the same name whose creator died is replaced; one whose creator is alive is
+    refused (two EVBs must not share a ring).
+
     Returns:
         the :class:`ringbuffer.RingBuffer` (unlinked by this process at exit).
-    """
-    from ringbuffer.ring import RingBuffer
 
-    return RingBuffer.create(
-        options.name,
-        slot_count=options.slots,
-        data_length=options.slot_bytes,
-        data_dtype=np.dtype("u1"),
-        groups=options.groups,
-        replace=replace,
-    )
+    Raises:
+        ConfigError: the name is taken by a running process's ring.
+    """
+    from ringbuffer.errors import BufferExistsError, RingBufferError
+    from ringbuffer.ring import RingBuffer
+    from ringbuffer.shm import pid_alive
+
+    def create(replace_it: bool) -> Any:
+        return RingBuffer.create(
+            options.name,
+            slot_count=options.slots,
+            data_length=options.slot_bytes,
+            data_dtype=np.dtype("u1"),
+            groups=options.groups,
+            replace=replace_it,
+        )
+
+    try:
+        return create(replace)
+    except BufferExistsError:
+        try:
+            old = RingBuffer.attach(options.name, timeout=0.5)
+            owner = old.creator_pid
+            alive = pid_alive(owner)
+        except (RingBufferError, OSError):
+            owner, alive = 0, False
+        if alive:
+            raise ConfigError(
+                f"ring {options.name!r} exists and belongs to running process {owner}: "
+                "choose another --ring name"
+            ) from None
+        log.warning("ring %s: replacing a leftover of dead process %s", options.name, owner)
+        return create(True)
 
 
 def concat_events(parts: Sequence[EventBatch]) -> EventBatch:
@@ -572,3 +599,32 @@ class EventRingReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def make_output_sink(
+    *,
+    output: Any = None,
+    build: BuildConfig | None = None,
+    ring: RingOptions | None = None,
+) -> Any:
+    """The server's output for ``--output``, the build settings and ``--ring``.
+
+    Without building and without a ring: the NSCLDAQ fragment stream (``FileSink``) or
+    nothing (``NullSink``), exactly as before. Otherwise a :class:`BuildingSink` feeding the
+    ring (created here, owned by this process) and/or the file: a built-event file when
+    building, the byte-exact fragment stream with ``nobuild``.
+    """
+    from evb.recording import EventFileWriter, FragmentFileWriter
+    from evb.sinks import FileSink, NullSink
+
+    build = build or BuildConfig()
+    if ring is None and not build.build:
+        return FileSink(output) if output is not None else NullSink()
+    writers: list[EventWriter] = []
+    if ring is not None:
+        writers.append(
+            RingEventWriter(create_event_ring(ring), built=build.build, linger_s=ring.linger_s)
+        )
+    if output is not None:
+        writers.append(EventFileWriter(output) if build.build else FragmentFileWriter(output))
+    return BuildingSink(writers, build)

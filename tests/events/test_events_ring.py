@@ -261,3 +261,35 @@ def test_unpack_worker_decodes_payloads_onto_a_user_dtype(ring_name: str) -> Non
         assert r["adc"].tolist() == [100 + i, 200 + i, 0]
         assert r["tdc"].tolist() == [-i, -i, 0]
         assert r["event_timestamp"][0] == 1000 + 100 * i + 1
+
+
+def test_ring_name_of_a_running_evb_is_refused_and_sinks_compose(
+    ring_name: str, tmp_path: Any
+) -> None:
+    from evb.errors import ConfigError
+    from evb.recording import EventFileWriter, FragmentFileWriter
+    from evb.ringsink import make_output_sink
+    from evb.sinks import FileSink, NullSink
+
+    opts = RingOptions(name=ring_name, slot_bytes=1024, slots=2)
+    create_event_ring(opts)
+    with pytest.raises(ConfigError, match="belongs to running process"):
+        create_event_ring(opts)
+    with pytest.raises(ConfigError, match="Unknown ring setting 'slot'"):
+        RingOptions.from_mapping({"name": "x", "slot": 3})
+    assert isinstance(make_output_sink(), NullSink)
+    out = tmp_path / "o.bin"
+    assert isinstance(make_output_sink(output=out), FileSink)
+    built = make_output_sink(output=out, build=BuildConfig(build=True, dt_ticks=5),
+                             ring=RingOptions(name=f"{ring_name}.b", slot_bytes=1024, slots=2))
+    assert isinstance(built, BuildingSink)
+    assert [type(w) for w in built.writers] == [RingEventWriter, EventFileWriter]
+    flat = make_output_sink(output=out, ring=RingOptions(name=f"{ring_name}.c", slots=2))
+    assert [type(w) for w in flat.writers] == [RingEventWriter, FragmentFileWriter]
+    assert flat.writers[0].built is False
+    built.set_build("dt", "7")
+    assert built.get_build("dt") == 7
+    with pytest.raises(ConfigError):
+        built.set_build("dt", "x")
+    run_checked(built.close())
+    run_checked(flat.close())
