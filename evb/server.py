@@ -185,6 +185,8 @@ class _Connection(asyncio.BufferedProtocol):
             self._fail(f"Internal error: {exc}", now)
             return
         self._flush_replies(replies)
+        if self.server.orderer.xoff and self.reading:
+            self.server._update_reading(self)  # an XOFF-exempt read may have filled its queue
 
     def _consume(self, data: memoryview, now: float, replies: list[bytes]) -> None:
         """Cut ``data`` at message boundaries; decode and handle each complete message.
@@ -553,7 +555,36 @@ class EvbServer:
         if self._shutdown_task is not None:
             conn.set_reading(False)
             return
-        conn.set_reading(not (self.orderer.xoff or conn.perq_paused or conn.write_paused))
+        blocked = conn.perq_paused or conn.write_paused
+        if self.orderer.xoff and not blocked:
+            blocked = not self._holds_mark(conn, self._empty_live_sources())
+        conn.set_reading(not blocked)
+
+    def _empty_live_sources(self) -> set[int]:
+        o = self.orderer
+        if not o.xoff or o.unwritten_bytes >= o.config.xon_bytes or not o.queued_fragments:
+            return set()
+        return {row[0] for row in o.input_stats()[3] if row[1] == 0 and not o.is_dead(row[0])}
+
+    @staticmethod
+    def _holds_mark(conn: _Connection, empty_live: set[int]) -> bool:
+        """XOFF exemption: the connection owns a live empty queue that holds queued data back.
+
+        Without it, an XOFF caused by a backlog *in the queues* (one source behind the others)
+        can only end by the window: the lagging source cannot deliver the data the mark waits
+        for. Only while the output keeps up (unwritten bytes below XonThreshold) are such
+        connections read, and each read fills their queue, so memory stays bounded.
+        """
+        return bool(empty_live) and any(sid in empty_live for sid in conn.source_ids)
+
+    def _recheck_xoff(self) -> None:
+        if not self.orderer.xoff:
+            return
+        empty_live = self._empty_live_sources()
+        for conn in list(self._live.values()):
+            if conn.discarding or conn.perq_paused or conn.write_paused:
+                continue
+            conn.set_reading(self._holds_mark(conn, empty_live))
 
     def _note_input(self, fragments: int, nbytes: int) -> None:
         self._frags_in += fragments
@@ -568,6 +599,7 @@ class EvbServer:
         while True:
             now = time.monotonic()
             self._ship(orderer.poll(now))
+            self._recheck_xoff()
             self._sample(now)
             deadline = orderer.next_deadline()
             timeout = IDLE_POLL_S
@@ -629,6 +661,7 @@ class EvbServer:
             self._frags_out += len(batch)
             self._bytes_out += total
             self._dispatch(self.orderer.written(batch.payload_bytes(), time.monotonic()))
+            self._recheck_xoff()
 
     def _writer_done(self, task: asyncio.Task[None]) -> None:
         if task.cancelled():

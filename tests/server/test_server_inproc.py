@@ -23,7 +23,7 @@ from evb.batch import Fragment, FragmentBatch
 from evb.errors import SourceError
 from evb.notify import BarrierComplete, FlowChange, Notification
 from evb.orderer import Orderer
-from evb.server import ConnectionInfo, serve
+from evb.server import RECV_BUFFER_BYTES, ConnectionInfo, serve
 from evb.sinks import FileSink
 from evb.wire import (
     MessageType,
@@ -462,5 +462,31 @@ def test_close_is_an_immediate_stop(arun: Any) -> None:
             with pytest.raises((SourceError, OSError)):
                 await c.send(frags(1, 2))
             await c.close()
+
+    arun(body())
+
+
+def test_xoff_from_a_queue_backlog_still_reads_the_source_holding_the_mark(arun: Any) -> None:
+    """XOFF caused by one source being behind: the lagging source is still read (bounded), so
+    the mark advances and everything flows without waiting for the (here huge) window."""
+
+    async def body() -> None:
+        sink = MemorySink()
+        cfg = dict(xoff_bytes=100_000, xon_bytes=50_000, window_s=1000.0)
+        async with serve(settings(**cfg), sink) as server:
+            port = server.address[1]
+            a = await AsyncSourceClient.connect("127.0.0.1", port, "ahead", [1])
+            b = await AsyncSourceClient.connect("127.0.0.1", port, "behind", [2])
+            sim_a = SimulatedSource([1], count=2000, payload_bytes=1000, batch=10)
+            sim_b = SimulatedSource([2], count=2000, payload_bytes=1000, batch=10)
+            task_a = asyncio.create_task(_send_all(a, sim_a))
+            await until(lambda: server.orderer.xoff)
+            assert server.orderer.queued_bytes >= 100_000
+            assert server.orderer.queued_bytes < 100_000 + 2 * RECV_BUFFER_BYTES
+            async with asyncio.timeout(60):
+                await asyncio.gather(task_a, _send_all(b, sim_b))
+            await sink.wait_count(4000)
+            assert int(server.orderer.stats()["late"]) == 0
+        assert_ordered(sink.all())
 
     arun(body())
