@@ -8,7 +8,9 @@ polls at ``next_deadline()``, as the driver does), then a final flush:
 - per-source order is kept (stable for equal timestamps);
 - the late count equals the data fragments emitted behind the maximum of earlier data output;
 - barriers come out as groups: only barriers, at most one per source;
-- byte accounting returns to zero; ``next_deadline()`` is never at or before the last poll.
+- byte accounting returns to zero; ``next_deadline()`` is never at or before the last poll
+  (a past deadline makes the driver spin);
+- sources marked dead at random moments change none of this.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ class Scenario:
     expected_ts: dict[bytes, int]  # payload -> timestamp after NULL assignment
     messages: list[tuple[int, list[Fragment]]]  # arrival order
     steps: list[float]
-    extra_polls: list[int]  # 0 none, 1 poll later, 2 poll at next_deadline
+    extra_polls: list[int]  # 0 none, 1 poll later, 2 poll at next_deadline, 3 mark dead
 
 
 @st.composite
@@ -95,7 +97,7 @@ def scenarios(draw: st.DrawFn, *, sorted_streams: bool, barriers: bool) -> Scena
             del pending[sid]
     k = len(messages)
     steps = draw(st.lists(st.sampled_from(STEPS), min_size=k, max_size=k))
-    extra = draw(st.lists(st.sampled_from([0, 0, 1, 2]), min_size=k, max_size=k))
+    extra = draw(st.lists(st.sampled_from([0, 0, 1, 2, 3]), min_size=k, max_size=k))
     return Scenario(streams, expected, messages, steps, extra)
 
 
@@ -125,6 +127,11 @@ def run(sc: Scenario, *, bind: bool, late_details: bool = False) -> tuple[Ordere
             if d is not None:
                 now = max(now, d)
                 poll(now)
+        elif extra == 3:
+            # The source dies (it revives with its next fragment): nothing may be lost.
+            outs.append(o.mark_dead(sid, now=now))
+            d = o.next_deadline()
+            assert d is None or d > now
     now += 0.25
     outs.append(o.flush(now))
     return o, outs
