@@ -1,12 +1,14 @@
-"""End-to-end benchmark: 4 source processes -> evb-server -> FIFO -> consumer process.
+"""End-to-end benchmark: 4 source processes -> evb-server -> output -> consumer process.
 
 Run: ``.venv/bin/python benchmarks/bench_e2e.py`` (``--quick`` for a smoke run).
 
 For each payload size (32 bytes, 64 KiB), several runs of:
 
-- an ``evb-server`` process (``--output`` a FIFO, default settings otherwise);
-- a consumer process reading the FIFO, checking that the stream is ordered by
-  (timestamp, source id) and counting fragments and bytes;
+- an ``evb-server`` process (default settings) whose ``--output`` is either a FIFO (``fifo``) or
+  a file on /dev/shm (``shm``);
+- a consumer process checking that the stream is ordered by (timestamp, source id) and counting
+  fragments and bytes: it reads the FIFO, or follows the growing /dev/shm file (reading only the
+  headers of large fragments, as an mmap-ing consumer would);
 - 4 source processes (``sources.client.SourceClient``), each owning one source id, released
   together; each resends one pre-built message whose header timestamps are rewritten in place
   (so the sources cost little CPU: the machine is shared with the server and the consumer);
@@ -61,7 +63,49 @@ def source_worker(
     client.disconnect()
 
 
+class Checker:
+    """Order check and counts over a stream of flattened fragments, chunk by chunk."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.ordered = True
+        self.last_key = (-1, -1)
+
+    def scan(self, buf: bytearray | bytes, fill: int) -> int:
+        """Check the complete fragments in ``buf[:fill]``; return the bytes they span."""
+        arr = np.frombuffer(buf, np.uint8, fill)
+        pos = 0
+        while pos + FLAT_HEADER_BYTES <= fill:
+            size = int.from_bytes(buf[pos + 12 : pos + 16], "little")
+            rec = FLAT_HEADER_BYTES + size
+            k = (fill - pos) // rec
+            if k == 0:
+                break
+            if k > 1:  # a run of equal-size fragments, checked as one strided view
+                sizes = np.ndarray((k,), "<u4", arr, pos + 12, (rec,))
+                bad = np.flatnonzero(sizes != size)
+                k = k if len(bad) == 0 else int(bad[0])
+            self.check(
+                np.ndarray((k,), "<u8", arr, pos, (rec,)),
+                np.ndarray((k,), "<u4", arr, pos + 8, (rec,)),
+            )
+            pos += k * rec
+        return pos
+
+    def check(self, ts: np.ndarray, sid: np.ndarray) -> None:
+        k = len(ts)
+        if (int(ts[0]), int(sid[0])) < self.last_key:
+            self.ordered = False
+        if k > 1:
+            ok = (ts[1:] > ts[:-1]) | ((ts[1:] == ts[:-1]) & (sid[1:] >= sid[:-1]))
+            if not bool(ok.all()):
+                self.ordered = False
+        self.last_key = (int(ts[-1]), int(sid[-1]))
+        self.count += k
+
+
 def consumer(path: str, expected: int, result_q: Any) -> None:
+    """Reads the FIFO (every byte: a pipe cannot be skipped)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         import fcntl
@@ -72,54 +116,57 @@ def consumer(path: str, expected: int, result_q: Any) -> None:
     buf = bytearray(8 << 20)
     view = memoryview(buf)
     fill = 0
-    count = 0
     nbytes = 0
-    ordered = True
-    last_key = (-1, -1)
-    while count < expected:
+    chk = Checker()
+    while chk.count < expected:
         n = os.readv(fd, [view[fill:]])
         if n == 0:
             break
         nbytes += n
         fill += n
-        # Walk complete fragments (vectorised over runs of equal size: the wire parser).
-        arr = np.frombuffer(buf, np.uint8, fill)
-        pos = 0
-        # find the end of the last complete fragment by hopping headers
-        hdr_sizes = []
-        while pos + FLAT_HEADER_BYTES <= fill:
-            size = int.from_bytes(buf[pos + 12 : pos + 16], "little")
-            rec = FLAT_HEADER_BYTES + size
-            k = (fill - pos) // rec
-            if k == 0:
-                break
-            if k > 1:
-                recs = np.ndarray((k,), "<u4", arr, pos + 12, (rec,))
-                bad = np.flatnonzero(recs != size)
-                k = k if len(bad) == 0 else int(bad[0])
-            hdr_sizes.append((pos, rec, k))
-            pos += k * rec
-        for start, rec, k in hdr_sizes:
-            ts = np.ndarray((k,), "<u8", arr, start, (rec,))
-            sid = np.ndarray((k,), "<u4", arr, start + 8, (rec,))
-            if k:
-                first = (int(ts[0]), int(sid[0]))
-                if first < last_key:
-                    ordered = False
-                if k > 1:
-                    ok = (ts[1:] > ts[:-1]) | ((ts[1:] == ts[:-1]) & (sid[1:] >= sid[:-1]))
-                    if not bool(ok.all()):
-                        ordered = False
-                last_key = (int(ts[-1]), int(sid[-1]))
-            count += k
-        del arr
+        pos = chk.scan(buf, fill)
         tail = fill - pos
         if tail:
             buf[:tail] = buf[pos:fill]
         fill = tail
     end = time.monotonic()
     os.close(fd)
-    result_q.put({"count": count, "bytes": nbytes, "ordered": ordered, "end": end})
+    result_q.put({"count": chk.count, "bytes": nbytes, "ordered": chk.ordered, "end": end})
+
+
+def consumer_shm(path: str, expected: int, result_q: Any) -> None:
+    """Follows a growing file on /dev/shm; large fragments: only their headers are read."""
+    while not os.path.exists(path):
+        time.sleep(0.001)
+    fd = os.open(path, os.O_RDONLY)
+    chk = Checker()
+    pos = 0
+    hdr = np.empty(1, [("ts", "<u8"), ("sid", "<u4"), ("size", "<u4"), ("bt", "<u4")])
+    hview = memoryview(hdr.view(np.uint8))
+    buf = bytearray(8 << 20)
+    while chk.count < expected:
+        avail = os.fstat(fd).st_size
+        progressed = False
+        while pos + FLAT_HEADER_BYTES <= avail:
+            os.preadv(fd, [hview], pos)
+            size = int(hdr["size"][0])
+            if size >= 4096:
+                if pos + FLAT_HEADER_BYTES + size > avail:
+                    break
+                chk.check(hdr["ts"], hdr["sid"])
+                pos += FLAT_HEADER_BYTES + size
+            else:  # small fragments: read a chunk and scan it
+                n = os.preadv(fd, [memoryview(buf)[: min(len(buf), avail - pos)]], pos)
+                done = chk.scan(buf, n)
+                if done == 0:
+                    break
+                pos += done
+            progressed = True
+        if not progressed:
+            time.sleep(0.0002)
+    end = time.monotonic()
+    os.close(fd)
+    result_q.put({"count": chk.count, "bytes": pos, "ordered": chk.ordered, "end": end})
 
 
 def raw_receiver(sock: socket.socket, total: int, result_q: Any) -> None:
@@ -171,17 +218,22 @@ def raw_copy(total: int) -> float:
 SERVER_CMD = [str(BIN / "evb-server")]
 
 
-def one_run(fragments_per_source: int, payload: int, batch: int) -> dict[str, float]:
+def one_run(
+    fragments_per_source: int, payload: int, batch: int, mode: str
+) -> dict[str, float]:
     ctx = mp.get_context("fork")
-    with tempfile.TemporaryDirectory() as tmp:
-        fifo = os.path.join(tmp, "out.fifo")
-        os.mkfifo(fifo)
+    shm = "/dev/shm" if mode == "shm" and os.path.isdir("/dev/shm") else None
+    with tempfile.TemporaryDirectory(dir=shm) as tmp:
+        out = os.path.join(tmp, "out.fifo" if mode == "fifo" else "out.bin")
+        if mode == "fifo":
+            os.mkfifo(out)
         total = N_SOURCES * (fragments_per_source // batch) * batch
         q = ctx.Queue()
-        cons = ctx.Process(target=consumer, args=(fifo, total, q))
+        target = consumer if mode == "fifo" else consumer_shm
+        cons = ctx.Process(target=target, args=(out, total, q))
         cons.start()
         srv = subprocess.Popen(
-            [*SERVER_CMD, "--output", fifo, "--log-level", "WARNING"],
+            [*SERVER_CMD, "--output", out, "--log-level", "WARNING"],
             stdout=subprocess.PIPE,
         )
         try:
@@ -235,31 +287,36 @@ def main() -> None:
     ap.add_argument("--json", action="store_true", help="print a JSON summary too")
     ap.add_argument("--server-cmd", help="command to run instead of evb-server (e.g. profiling)")
     ap.add_argument("--only", choices=["small", "large"], help="run one payload size only")
+    ap.add_argument("--output-mode", choices=["fifo", "shm", "both"], default="both",
+                    help="fifo: a FIFO read by the consumer; shm: a file on /dev/shm that the "
+                    "consumer follows (reading only the headers of large fragments)")
     args = ap.parse_args()
     if args.server_cmd:
         SERVER_CMD[:] = args.server_cmd.split()
     if args.quick:
         args.runs, args.small_fragments, args.large_fragments = 1, 40_000, 200
-    summary: dict[str, Any] = {"output": "FIFO read by a consumer process", "runs": args.runs}
+    summary: dict[str, Any] = {"runs": args.runs}
+    modes = ["fifo", "shm"] if args.output_mode == "both" else [args.output_mode]
     for label, payload, per_source, batch in (
         ("32 B", 32, args.small_fragments, 8192),
         ("64 KiB", 65536, args.large_fragments, 16),
     ):
         if args.only and (args.only == "small") != (payload == 32):
             continue
-        runs = [one_run(per_source, payload, batch) for _ in range(args.runs)]
-        fps = statistics.median(r["fragments_per_s"] for r in runs)
-        bps = statistics.median(r["bytes_per_s"] for r in runs)
-        volume = int(statistics.median(r["bytes"] for r in runs))
-        raw = statistics.median(raw_copy(volume) for _ in range(args.runs))
-        print(
-            f"payload {label:>6}: {fps:14,.0f} fragments/s  {bps / 1e9:6.3f} GB/s  "
-            f"raw loopback {raw / 1e9:6.3f} GB/s  ratio {bps / raw:5.1%}  "
-            f"(median of {args.runs}, {volume / 1e6:,.0f} MB per run)",
-            flush=True,
-        )
-        summary[label] = {"fragments_per_s": fps, "bytes_per_s": bps, "raw_bytes_per_s": raw,
-                          "ratio": bps / raw}
+        for mode in modes:
+            runs = [one_run(per_source, payload, batch, mode) for _ in range(args.runs)]
+            fps = statistics.median(r["fragments_per_s"] for r in runs)
+            bps = statistics.median(r["bytes_per_s"] for r in runs)
+            volume = int(statistics.median(r["bytes"] for r in runs))
+            raw = statistics.median(raw_copy(volume) for _ in range(args.runs))
+            print(
+                f"payload {label:>6} output {mode:>4}: {fps:12,.0f} fragments/s  "
+                f"{bps / 1e9:6.3f} GB/s  raw loopback {raw / 1e9:6.3f} GB/s  "
+                f"ratio {bps / raw:5.1%}  (median of {args.runs}, {volume / 1e6:,.0f} MB per run)",
+                flush=True,
+            )
+            summary[f"{label} {mode}"] = {"fragments_per_s": fps, "bytes_per_s": bps,
+                                          "raw_bytes_per_s": raw, "ratio": bps / raw}
     if args.json:
         print(json.dumps(summary))
 
