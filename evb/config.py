@@ -30,9 +30,11 @@ class OrdererConfig:
         window_s: build window in seconds: how long a fragment may wait while a queue is empty.
             Barriers time out after ``4 * window_s``.
         xoff_bytes: payload bytes queued plus emitted-but-unwritten at which sources are paused.
-        xon_bytes: below this many bytes, sources are resumed.
+        xon_bytes: below this many bytes, sources are resumed (never above ``xoff_bytes``: a
+            larger value acts as ``xoff_bytes``, so the two can be set in either order).
         perq_xoff_fragments: a queue this deep pauses its own connection (0: off).
-        perq_xon_fragments: a paused queue this shallow resumes its connection.
+        perq_xon_fragments: a paused queue this shallow resumes its connection (capped at
+            ``perq_xoff_fragments`` like ``xon_bytes``).
         source_timeout_s: a connection silent this long has its sources marked dead (0: never).
     """
 
@@ -49,15 +51,6 @@ class OrdererConfig:
         for name in ("xoff_bytes", "xon_bytes", "perq_xoff_fragments", "perq_xon_fragments"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0 was {getattr(self, name)}")
-        if self.xon_bytes > self.xoff_bytes:
-            raise ConfigError(
-                f"XonThreshold ({self.xon_bytes}) must not exceed XoffThreshold ({self.xoff_bytes})"
-            )
-        if self.perq_xon_fragments > self.perq_xoff_fragments:
-            raise ConfigError(
-                f"perQXonThreshold ({self.perq_xon_fragments}) must not exceed "
-                f"perQXoffThreshold ({self.perq_xoff_fragments})"
-            )
         if not (self.source_timeout_s >= 0 and math.isfinite(self.source_timeout_s)):
             raise ConfigError(f"sourceTimeout must be >= 0 seconds was {self.source_timeout_s}")
 

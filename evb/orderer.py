@@ -608,7 +608,7 @@ class Orderer:
             self.xoff = True
             st[O_XOFF] += 1
             out.notifications.append(FlowChange(xon=False))
-        elif self.xoff and total < max(cfg.xon_bytes, 1):
+        elif self.xoff and total < max(min(cfg.xon_bytes, cfg.xoff_bytes), 1):
             self.xoff = False
             if now is not None:
                 for conn in self._last_seen:
@@ -629,8 +629,11 @@ class Orderer:
                     for s in sids:
                         self._queues[s].stats.values[S_XOFF] += 1
                     out.notifications.append(FlowChange(xon=False, connection=conn))
-            elif cfg.perq_xoff_fragments <= 0 or all(d < cfg.perq_xon_fragments for d in depths) \
-                    or not any(depths):
+            elif (
+                cfg.perq_xoff_fragments <= 0
+                or not any(depths)
+                or max(depths) < min(cfg.perq_xon_fragments, cfg.perq_xoff_fragments)
+            ):
                 self._paused.discard(conn)
                 if now is not None and conn in self._last_seen:
                     self._last_seen[conn] = now
