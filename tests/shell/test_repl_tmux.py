@@ -125,6 +125,7 @@ def test_in_process_prompt_as_a_user(tmp_path, terminals):
         t.wait_for(r"error: Build time window must be > 0 was 0")
         t.type("help EVB::onfl")
         t.keys("Tab")
+        t.wait_for(r"evb% help EVB::onflow")
         t.keys("Enter")
         t.wait_for(r"Usage: EVB::onflow add\|remove xonScript xoffScript \| list")
 
@@ -141,8 +142,10 @@ def test_attached_prompt_as_a_user(tmp_path, terminals, server: Server):
     t.wait_for(r"\[attached ")
     with SourceClient.connect(server.host, server.port, "remote source", [7, 8]) as src:
         src.send([F(timestamp=ts, source_id=7, payload=b"xyz") for ts in (100, 200)])
+        # Completion runs asynchronously: like a user, look before typing on.
         t.type("EVB::dup")
         t.keys("Tab")
+        t.wait_for(r"evb% EVB::dupstat")
         t.type(" ")
         t.keys("Tab")
         t.wait_for(r"get\s+\n?.*clear")  # subcommand menu
