@@ -272,8 +272,7 @@ BAD_WORDS = [
     ("EVB::config set window x", 'expected floating-point number but got "x"'),
     ("EVB::config set XoffThreshold x", 'expected integer but got "x"'),
     ("EVB::config set XoffThreshold -5", "expected a non-negative integer but got -5"),
-    ("EVB::config set XonThreshold 999999999999",
-     "XonThreshold (999999999999) must not exceed XoffThreshold (268435456)"),
+    ("EVB::config set perQXonThreshold 1.5", 'expected integer but got "1.5"'),
     ("EVB::config set sourceTimeout -1", "sourceTimeout must be >= 0 seconds was -1.0"),
     ("EVB::config set colour blue",
      'Invalid configuration parameter "colour": must be window, XoffThreshold, XonThreshold,'
