@@ -29,6 +29,7 @@ __all__ = ["ControlClient", "ControlServer", "plain_status", "start_control"]
 log = logging.getLogger(__name__)
 
 _READ_BYTES = 64 * 1024
+_CLOSE_TIMEOUT_S = 5.0
 
 
 def plain_status(value: object) -> object:
@@ -126,13 +127,12 @@ class ControlServer:
         if self._server is not None:
             self._server.close()
         for w in list(self._writers):
-            w.close()
+            w.close()  # the handler sees EOF and ends by itself
         tasks = list(self._tasks)
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        if tasks:
+            _, stuck = await asyncio.wait(tasks, timeout=_CLOSE_TIMEOUT_S)
+            for t in stuck:
+                t.cancel()
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await self._server.wait_closed()

@@ -95,8 +95,22 @@ def to_tcl(value: object) -> str:
     Raises:
         TypeError: a value that has no Tcl form (a dict, an arbitrary object).
     """
+    # Fast paths first: results are mostly ints and lists/tuples of them.
+    t = type(value)
+    if t is int:
+        return str(value)
+    if t is str:
+        return value  # type: ignore[return-value]
+    if t is list or t is tuple:
+        return " ".join(_element(item) for item in value)  # type: ignore[attr-defined]
     if isinstance(value, str | bytes | bytearray | memoryview) or not isinstance(value, Sequence):
         if hasattr(value, "tolist") and not isinstance(value, numbers.Number):
             return to_tcl(value.tolist())
         return _scalar(value)
-    return " ".join(quote_element(to_tcl(item)) for item in value)
+    return " ".join(_element(item) for item in value)
+
+
+def _element(item: object) -> str:
+    if type(item) is int:
+        return str(item)  # digits never need quoting
+    return quote_element(to_tcl(item))
