@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import select
 import subprocess
 import time
 from pathlib import Path
 
-from shell_procs import Server, run_shell
+from shell_procs import Server, run_shell, shell_env, tool
 
 from evb.batch import Fragment as F
 from sources.client import SourceClient
@@ -98,3 +99,30 @@ def test_in_process_script_on_stdin(tmp_path):
     assert r.stdout == "7.0\ndone\n"
     assert 'invalid command name "EVB::nope"' in r.stderr
     assert r.returncode == 1
+
+
+def test_shell_with_control_shares_its_interpreter(tmp_path):
+    control = tmp_path / "own.sock"
+    proc = subprocess.Popen(
+        [*tool("evb-shell"), "--control", str(control)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=shell_env(tmp_path),
+    )
+    try:
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write("proc shared {} { return from-the-shell }\nset ready yes\n")
+        proc.stdin.flush()
+        ready, _, _ = select.select([proc.stdout], [], [], 30)
+        assert ready and proc.stdout.readline() == "yes\n"
+        r = run_shell(tmp_path, "--attach", str(control), "-c", "shared")
+        assert (r.returncode, r.stdout) == (0, "from-the-shell\n"), r.stderr
+        proc.stdin.close()
+        assert proc.wait(timeout=30) == 0
+        assert not control.exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
