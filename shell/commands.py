@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from evb.config import CONFIG_NAMES
 from evb.errors import EvbError
+from evb.orderer import Orderer
 from shell.tclfmt import TclValue, quote_element, to_tcl
 
 __all__ = [
@@ -62,9 +63,9 @@ class ServiceLike(Protocol):
     """
 
     @property
-    def orderer(self) -> Any: ...
+    def orderer(self) -> Orderer: ...
 
-    def apply(self, fn: Callable[[Any, float], Any]) -> object: ...
+    def apply(self, fn: Callable[[Orderer, float], Any]) -> object: ...
 
     def connections(self) -> Sequence[ConnectionLike]: ...
 
@@ -319,7 +320,7 @@ def _no_args(name: str, args: Sequence[str]) -> None:
 
 
 def _stats_with_clear(
-    get: Callable[[Any], TclValue], clear: Callable[[Any], None]
+    get: Callable[[Orderer], TclValue], clear: Callable[[Orderer], None]
 ) -> Handler:
     def handler(ctx: Context, name: str, args: Sequence[str]) -> TclValue:
         if not args:
@@ -336,14 +337,14 @@ def _stats_with_clear(
 
 def _input_stats(ctx: Context, name: str, args: Sequence[str]) -> TclValue:
     _no_args(name, args)
-    return ctx.service.orderer.input_stats()  # type: ignore[no-any-return]
+    return ctx.service.orderer.input_stats()
 
 
 def _output_stats(ctx: Context, name: str, args: Sequence[str]) -> TclValue:
     if len(args) != 1:
         raise wrong_args(name, "get|clear")
     if args[0] == "get":
-        return ctx.service.orderer.output_stats()  # type: ignore[no-any-return]
+        return ctx.service.orderer.output_stats()
     if args[0] == "clear":
         ctx.service.orderer.clear_output_stats()
         return ""
@@ -355,7 +356,7 @@ def _dupstat(ctx: Context, name: str, args: Sequence[str]) -> TclValue:
         raise wrong_args(name, "?get|clear?")
     sub = args[0] if args else "get"
     if sub == "get":
-        return ctx.service.orderer.duplicate_stats()  # type: ignore[no-any-return]
+        return ctx.service.orderer.duplicate_stats()
     if sub == "clear":
         ctx.service.orderer.clear_duplicate_stats()
         return ""
@@ -505,7 +506,7 @@ def _config(ctx: Context, name: str, args: Sequence[str]) -> TclValue:
         if len(args) != 2:
             raise wrong_args(f"{name} get", "name")
         _check_config_name(args[1])
-        return ctx.service.orderer.get_config(args[1])  # type: ignore[no-any-return]
+        return ctx.service.orderer.get_config(args[1])
     raise bad_subcommand(sub, ["set", "get"])
 
 
