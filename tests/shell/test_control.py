@@ -244,3 +244,36 @@ def test_attach_to_nothing_is_a_clear_error(tmp_path):
             await ControlClient.connect(tmp_path / "none.sock")
 
     run(main)
+
+
+def test_remote_flow_hooks_see_xoff_and_xon_from_the_real_server(tmp_path):
+    path = sock_path(tmp_path)
+
+    async def main() -> None:
+        async with running(path, EventSink()) as (server, ctl):
+            changed = asyncio.Event()
+            ctl.shell.interp.createcommand("py_flow", changed.set)
+            client = await ControlClient.connect(path)
+            r = await client.evaluate(
+                "EVB::onflow add {apply {{} {lappend ::flow xon; py_flow}}}"
+                " {apply {{} {lappend ::flow xoff; py_flow}}}\n"
+                "EVB::config set XonThreshold 100\n"
+                "EVB::config set XoffThreshold 1000"
+            )
+            assert r.ok, r.text
+            host, port = server.address
+            src = await AsyncSourceClient.connect(host, port, "flow", [1, 2])
+            # sid 2 stays empty, so sid 1's 1200 payload bytes stay queued: XOFF.
+            await src.send([F(timestamp=t, source_id=1, payload=b"z" * 400) for t in (1, 2, 3)])
+            await changed.wait()
+            assert (await client.evaluate("set ::flow")).text == "xoff"
+            st = await client.status()
+            assert st["xoff"] is True
+            changed.clear()
+            assert (await client.evaluate("EVB::flushqueues")).ok
+            await changed.wait()
+            assert (await client.evaluate("set ::flow")).text == "xoff xon"
+            await client.close()
+            await src.close()
+
+    run(main)
