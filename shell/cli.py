@@ -32,6 +32,17 @@ __all__ = ["build_parser", "main"]
 log = logging.getLogger("shell.cli")
 
 
+class _CurrentStderr:
+    """Whatever ``sys.stderr`` is now: the prompt's ``patch_stdout`` replaces it while it runs,
+    and log lines must go above the prompt too."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """``evb-shell``'s flags: the server's plus -f, -c, --attach, --history."""
     parser = argparse.ArgumentParser(
@@ -200,9 +211,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``evb-shell``."""
     args = build_parser().parse_args(argv)
     level = (args.log_level or "WARNING").upper()
-    logging.basicConfig(
-        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    handler = logging.StreamHandler(_CurrentStderr())
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
     try:
         if args.attach is not None:
             return asyncio.run(_run_attach(args))

@@ -266,7 +266,7 @@ class TclShell:
 
     def report(self, message: str) -> None:
         """Write a problem (hook error, background error) on stderr and to the log."""
-        log.warning("%s", message)
+        log.debug("%s", message)  # stderr is the report; logging it too would print it twice
         with contextlib.suppress(Exception):
             stream = self._stream("stderr")
             stream.write(message + "\n")
