@@ -57,6 +57,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+SPIN_CHECKS = 200  # cheap re-checks before a waiter sleeps on its semaphore
 POLL_S = 0.02  # longest sleep of a blocked waiter before it re-checks the ring
 REAP_EVERY_S = 0.25  # how often a blocked waiter looks for dead peers
 LOCK_TIMEOUT_S = 0.5  # a lock held this long makes a waiter check its owner
@@ -1012,6 +1013,7 @@ class Writer(_Client):
         lock = ring._wlock
         deadline = None
         waiting = False
+        spun = False
         t_wait = 0.0
         while True:
             lock.acquire()
@@ -1042,6 +1044,14 @@ class Writer(_Client):
                     span = now - self._last_t
                     self._dead = min(1.0, t_wait / span) if span > 0 else 0.0
                 return w, m
+            if not spun and (timeout is None or timeout > 0):
+                # spin briefly before sleeping: a futex wake-up costs more than a short wait
+                lock.release()
+                spun = True
+                for _ in range(SPIN_CHECKS):
+                    if h[L.G_SHUTDOWN] or h[L.G_PAUSED] or ring._scan_free(w, 1):
+                        break
+                continue
             if not waiting:
                 h[L.G_WRITE_WAITERS] += 1
                 waiting = True
@@ -1331,6 +1341,7 @@ class Reader(_Client):
         gbase = self._gbase
         lock = self._glock
         waiting = False
+        spun = False
         deadline = None
         while True:
             lock.acquire()
@@ -1357,6 +1368,13 @@ class Reader(_Client):
                     gr[gbase + L.GR_WAITERS] -= 1
                 lock.release()
                 return _END, 0
+            if not spun and (timeout is None or timeout > 0):
+                lock.release()
+                spun = True
+                for _ in range(SPIN_CHECKS):
+                    if commit[slot] == r or h[L.G_SHUTDOWN]:
+                        break
+                continue
             if not waiting:
                 gr[gbase + L.GR_WAITERS] += 1
                 waiting = True
