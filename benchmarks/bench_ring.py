@@ -34,7 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ringbuffer import RingBuffer  # noqa: E402
+from ringbuffer import RingBuffer
 
 CACHE = Path(os.environ.get("EVB_BENCH_CACHE", Path.home() / ".cache" / "evb-bench"))
 MIMO_VERSION = "0.0.4"
@@ -65,8 +65,19 @@ def load_mimocorb2() -> tuple[ModuleType | None, str]:
         CACHE.mkdir(parents=True, exist_ok=True)
         wheels = list(CACHE.glob(f"mimocorb2-{MIMO_VERSION}-*.whl"))
         if not wheels:
-            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--python-version",
-                   "3.12", "--only-binary=:all:", f"mimocorb2=={MIMO_VERSION}", "-d", str(CACHE)]
+            cmd = [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--python-version",
+                "3.12",
+                "--only-binary=:all:",
+                f"mimocorb2=={MIMO_VERSION}",
+                "-d",
+                str(CACHE),
+            ]
             try:
                 subprocess.run(cmd, check=True, capture_output=True, timeout=300)
             except (subprocess.SubprocessError, OSError) as exc:
@@ -89,7 +100,7 @@ def _mimo_writer(mb: Any, buf: Any, n: int, large: bool, start: Any) -> None:
     src = _waveform_bytes() if large else None
     start.wait()
     for i in range(n):
-        with w as (meta, data):
+        with w as (_meta, data):
             if large:
                 data.view(np.uint8)[:] = src
             else:
@@ -102,7 +113,7 @@ def _mimo_reader(mb: Any, buf: Any, field: str, q: Any) -> None:
     count = 0
     acc = 0.0
     while True:
-        with r as (meta, data):
+        with r as (_meta, data):
             if data is None:
                 break
             acc += data[field][0]
@@ -121,7 +132,9 @@ def _result(q: Any, wr: Any, rd: Any) -> int:
             if wr.exitcode not in (None, 0) or rd.exitcode not in (None, 0):
                 rd.kill()
                 wr.kill()
-                raise RuntimeError(f"benchmark process failed: {wr.exitcode}, {rd.exitcode}")
+                raise RuntimeError(
+                    f"benchmark process failed: {wr.exitcode}, {rd.exitcode}"
+                ) from None
 
 
 def run_mimo(mb: ModuleType, n: int, large: bool) -> float:
@@ -156,7 +169,7 @@ def _evb_writer(name: str, n: int, large: bool, batch: int, start: Any) -> None:
     start.wait()
     if batch == 1:
         for i in range(n):
-            with w as (meta, data):
+            with w as (_meta, data):
                 if large:
                     data.view(np.uint8)[:] = src
                 else:
@@ -183,7 +196,7 @@ def _evb_reader(name: str, field: str, batch: int, q: Any) -> None:
     acc = 0.0
     if batch == 1:
         while True:
-            with r as (meta, data):
+            with r as (_meta, data):
                 if data is None:
                     break
                 acc += data[field][0]
@@ -199,8 +212,9 @@ def _evb_reader(name: str, field: str, batch: int, q: Any) -> None:
 def run_evb(n: int, large: bool, batch: int) -> float:
     length, dtype = (LARGE_LENGTH, LARGE_DTYPE) if large else (1, SMALL_DTYPE)
     name = f"bench{os.getpid()}"
-    ring = RingBuffer.create(name, slot_count=SLOTS, data_length=length, data_dtype=dtype,
-                             replace=True)
+    ring = RingBuffer.create(
+        name, slot_count=SLOTS, data_length=length, data_dtype=dtype, replace=True
+    )
     try:
         start = CTX.Event()
         q = CTX.Queue()
@@ -243,8 +257,10 @@ def main() -> None:
     n_large_mimo = int(20_000 * scale)
     slot_bytes = LARGE_LENGTH * 32
 
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {SLOTS} slots, "
-          f"1 writer process -> 1 reader process, median of {runs} runs")
+    print(
+        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {SLOTS} slots, "
+        f"1 writer process -> 1 reader process, median of {runs} runs"
+    )
     mb, where = load_mimocorb2()
     if mb is None:
         print(f"mimoCoRB2 UNAVAILABLE ({where}): printing evb figures only")
@@ -263,8 +279,10 @@ def main() -> None:
         mextra = f" ({mimo * slot_bytes / 1e9:.2f} GB/s)" if gb and mb else ""
         ratio = f"ratio {evb / mimo:.1f}x" if mb else "ratio n/a"
         mtxt = f"{mimo:,.0f} slots/s{mextra}" if mb else "unavailable"
-        print(f"{label}: evb {evb:,.0f} slots/s{extra} ({per}, median of {runs}), "
-              f"mimoCoRB2 {mtxt}, {ratio}")
+        print(
+            f"{label}: evb {evb:,.0f} slots/s{extra} ({per}, median of {runs}), "
+            f"mimoCoRB2 {mtxt}, {ratio}"
+        )
 
     line("small slots, batch API", small_batch, small_mimo, "256 slots/claim", False)
     line("small slots, 1 slot/call", small_single, small_mimo, "context manager", False)

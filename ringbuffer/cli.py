@@ -22,9 +22,7 @@ def workers_main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("setup", help="setup YAML file (Buffers:, Workers:)")
     parser.add_argument("--run-dir", help="run directory (default: <setup dir>/runs/<time>)")
-    parser.add_argument(
-        "--start-method", choices=("fork", "spawn", "forkserver"), default="fork"
-    )
+    parser.add_argument("--start-method", choices=("fork", "spawn", "forkserver"), default="fork")
     parser.add_argument("--timeout", type=float, help="stop (drain) after this many seconds")
     parser.add_argument("--status-interval", type=float, help="seconds between status lines")
     parser.add_argument("--grace", type=float, default=10.0, help="seconds before terminating")
@@ -107,9 +105,7 @@ def ring_main(argv: Sequence[str] | None = None) -> int:
                 print(f"{r['name']}: {r['error']}")
                 continue
             owner = "alive" if r["creator_alive"] else "DEAD (leftover?)"
-            flags = "".join(
-                f" {k}" for k in ("shutdown", "paused") if r[k]
-            )
+            flags = "".join(f" {k}" for k in ("shutdown", "paused") if r[k])
             fill = float(r["fill_level"])  # type: ignore[arg-type]
             print(
                 f"{r['name']}: {r['slot_count']} slots x {r['slot_bytes']} B, "

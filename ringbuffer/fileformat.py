@@ -8,7 +8,8 @@ Layout (all little endian)::
                 format: "evb-ring-record", version: 1,
                 data_dtype: [[name, numpy typestr, shape], ...],
                 data_length: int,
-                metadata_dtype: [[name, typestr, shape], ...]  (counter <i8, timestamp <f8, deadtime <f8)
+                metadata_dtype: [[name, typestr, shape], ...]
+                                (counter <i8, timestamp <f8, deadtime <f8)
                 record_bytes: int  (= metadata itemsize + data_length * data itemsize)
                 (any other keys: free-form, e.g. "buffer", "created")
     records   each = one metadata record followed by data_length data records, packed

@@ -143,7 +143,7 @@ def align(value: int, to: int) -> int:
 
 
 def validate_name(name: str, what: str = "buffer name") -> str:
-    """Check a buffer or group name: 1-100 chars of ``[A-Za-z0-9_.-]``, not starting with ``.``/``-``."""
+    """Check a buffer or group name: 1-100 chars of ``[A-Za-z0-9_.-]``, no leading ``.``/``-``."""
     if not isinstance(name, str) or not _NAME_RE.match(name):
         raise ConfigError(
             f"invalid {what} {name!r}: expected 1-100 characters of letters, digits, '_', '.', '-'"

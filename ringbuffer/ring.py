@@ -251,8 +251,12 @@ class RingBuffer:
             strides=(lay.slot_stride, self._dtype.itemsize),
         )
         self._arange = np.arange(n, dtype=np.int64)
-        self._wlock = _Lock(sem_open(name, "w", 1), h, L.G_WLOCK_OWNER, L.G_WLOCK_GEN, name, "writer")
-        self._tlock = _Lock(sem_open(name, "t", 1), h, L.G_TLOCK_OWNER, L.G_TLOCK_GEN, name, "table")
+        self._wlock = _Lock(
+            sem_open(name, "w", 1), h, L.G_WLOCK_OWNER, L.G_WLOCK_GEN, name, "writer"
+        )
+        self._tlock = _Lock(
+            sem_open(name, "t", 1), h, L.G_TLOCK_OWNER, L.G_TLOCK_GEN, name, "table"
+        )
         self._space_bell = sem_open(name, "s")
         self._glocks: dict[int, _Lock] = {}
         self._gbells: dict[int, Any] = {}
@@ -620,7 +624,7 @@ class RingBuffer:
         n = self._n
         s0 = w % n
         k = min(limit, n)
-        if k == 1 or len(act) == 1 and k <= 4:
+        if k == 1 or (len(act) == 1 and k <= 4):
             rel = self._released
             count = 0
             while count < k:
@@ -949,9 +953,7 @@ class _Client:
             self._idx = self._ring._register(self.role, self._group)
             self._base = self._idx * L.CLIENT_WORDS
             self._finalizer.detach()
-            self._finalizer = weakref.finalize(
-                self, _finalize_client, self._ring, self._idx, _PID
-            )
+            self._finalizer = weakref.finalize(self, _finalize_client, self._ring, self._idx, _PID)
 
     def _beat(self) -> None:
         self._ring._cl[self._base + L.CL_BEAT_NS] = time.time_ns()

@@ -53,9 +53,7 @@ def _child_main(args: _ChildArgs) -> None:
     os.close(fd)
     sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
     sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
-    logging.basicConfig(
-        level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr, force=True
-    )
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr, force=True)
     w = args.worker
     from ringbuffer.worker import BufferIO
 
@@ -111,7 +109,7 @@ class Runner:
             stamp = _dt.datetime.now().strftime("%Y%m%d_%H%M%S_%f")
             run_dir = setup.setup_dir / "runs" / stamp
         self.run_dir = Path(run_dir).resolve()
-        self.ctx = mp.get_context(start_method)
+        self.ctx: Any = mp.get_context(start_method)
         self.out = out or sys.stdout
         tty = bool(getattr(self.out, "isatty", lambda: False)())
         self.tty = tty
@@ -173,8 +171,12 @@ class Runner:
         for plist in self.procs.values():
             for p in plist:
                 p.start()
-        log.info("run directory %s, %d buffers, %d workers", self.run_dir, len(self.rings),
-                 len(self.procs))
+        log.info(
+            "run directory %s, %d buffers, %d workers",
+            self.run_dir,
+            len(self.rings),
+            len(self.procs),
+        )
 
     def _finished(self, wname: str) -> bool:
         return all(p.exitcode is not None for p in self.procs[wname])

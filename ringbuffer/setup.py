@@ -207,7 +207,9 @@ def load_setup(path: str | Path, *, check_functions: bool = True) -> Setup:
             raise ctx.error(key, "expected a mapping (function, sources, sinks, ...)")
         extra = set(spec) - allowed
         if extra:
-            raise ctx.error(f"{key}.{sorted(extra)[0]}", f"unknown key (expected {sorted(allowed)})")
+            raise ctx.error(
+                f"{key}.{sorted(extra)[0]}", f"unknown key (expected {sorted(allowed)})"
+            )
         function = spec.get("function")
         if not isinstance(function, str) or not function:
             raise ctx.error(f"{key}.function", "missing function name")
@@ -219,7 +221,9 @@ def load_setup(path: str | Path, *, check_functions: bool = True) -> Setup:
                 raise ctx.error(f"{key}.file", f"file {file_value!r} not found (looked at {file})")
         nproc = spec.get("number_of_processes", 1)
         if not isinstance(nproc, int) or isinstance(nproc, bool) or nproc < 1:
-            raise ctx.error(f"{key}.number_of_processes", f"expected an integer >= 1, got {nproc!r}")
+            raise ctx.error(
+                f"{key}.number_of_processes", f"expected an integer >= 1, got {nproc!r}"
+            )
         worker = WorkerSpec(
             name=str(wname),
             function=function,

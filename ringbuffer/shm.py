@@ -9,6 +9,7 @@ Named POSIX semaphores (``/dev/shm/sem.evbr.<name>.<tag>``) come from
 
 from __future__ import annotations
 
+import _multiprocessing
 import contextlib
 import fcntl
 import mmap
@@ -16,8 +17,6 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import _multiprocessing
 
 from ringbuffer.errors import BufferExistsError, BufferNotFoundError
 
@@ -31,11 +30,11 @@ __all__ = [
     "open_segment",
     "pid_alive",
     "proc_start_time",
+    "segment_path",
     "sem_create",
     "sem_name",
     "sem_open",
     "sem_unlink_all",
-    "segment_path",
     "unlink_segment",
 ]
 

@@ -315,9 +315,7 @@ class Observer(_Base):
         self._need("observes", len(self.observe), lambda n: n == 1, "1")
         self.data_example = io.data_observe_examples[0]
 
-    def __call__(
-        self, timeout: float | None = None
-    ) -> Generator[tuple[Any, Any], None, None]:
+    def __call__(self, timeout: float | None = None) -> Generator[tuple[Any, Any], None, None]:
         obs = self.observe[0]
         while True:
             got = obs.observe(timeout)

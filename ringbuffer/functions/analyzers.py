@@ -11,8 +11,16 @@ from ringbuffer.worker import BufferIO
 
 __all__ = ["find_peaks", "pha"]
 
-_SCIPY_KEYS = ("height", "threshold", "distance", "prominence", "width", "wlen", "rel_height",
-               "plateau_size")
+_SCIPY_KEYS = (
+    "height",
+    "threshold",
+    "distance",
+    "prominence",
+    "width",
+    "wlen",
+    "rel_height",
+    "plateau_size",
+)
 
 
 def _find_peaks_numpy(

@@ -65,8 +65,10 @@ def csv(buffer_io: BufferIO) -> None:
 def _bins(buffer_io: BufferIO, names: list[str]) -> dict[str, tuple[float, float, int]]:
     bins = buffer_io.get("bins")
     if not isinstance(bins, dict) or not bins:
-        raise SetupError(f"worker {buffer_io.name!r}: config 'bins' must map channel -> "
-                         "[min, max, number_of_bins]")
+        raise SetupError(
+            f"worker {buffer_io.name!r}: config 'bins' must map channel -> "
+            "[min, max, number_of_bins]"
+        )
     out = {}
     for ch, spec in bins.items():
         if ch not in names:

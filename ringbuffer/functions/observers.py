@@ -64,5 +64,5 @@ def oscilloscope(buffer_io: BufferIO) -> None:
         fig.savefig(png)
         if interactive:
             plt.pause(0.001)
-    if fig is not None:
+    if fig is not None and plt is not None:
         plt.close(fig)

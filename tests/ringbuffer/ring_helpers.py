@@ -20,7 +20,7 @@ def write_seq(name: str, start: int, count: int, writer_id: int, batch: int = 1)
     end = start + count
     while i < end:
         if batch == 1:
-            with w as (meta, data):
+            with w as (_meta, data):
                 data["seq"] = i
                 data["writer"] = writer_id
                 data["value"] = i * 0.5
@@ -41,7 +41,7 @@ def read_all(name: str, group: str, out_path: str, batch: int = 1, delay: float 
     got: list[int] = []
     if batch == 1:
         while True:
-            with r as (meta, data):
+            with r as (_meta, data):
                 if data is None:
                     break
                 got.append(int(data["seq"][0]))
@@ -74,7 +74,7 @@ def hold_forever(name: str, group: str, ready_path: str) -> None:
     """Take one slot and hang inside it (to be SIGKILLed)."""
     ring = RingBuffer.attach(name)
     r = ring.reader(group)
-    with r as (meta, data):
+    with r as (_meta, data):
         with open(ready_path, "w") as f:
             f.write(str(int(data["seq"][0])))
         while True:
@@ -93,7 +93,8 @@ def observe_check(name: str, out_path: str) -> None:
             break
         meta, data = got
         seen += 1
-        if not (np.all(data["seq"] == data["seq"][0]) and int(meta["counter"][0]) == int(data["seq"][0])):
+        uniform = np.all(data["seq"] == data["seq"][0])
+        if not (uniform and int(meta["counter"][0]) == int(data["seq"][0])):
             bad += 1
     np.save(out_path, np.array([seen, bad, obs.torn_retries]))
 

@@ -71,8 +71,8 @@ def test_create_twice_fails_and_attach_does_not_unlink(ring_name: str) -> None:
     with pytest.raises(BufferExistsError):
         RingBuffer.create(ring_name, slot_count=4, data_length=1, data_dtype=H.DTYPE)
     code = (
-        "from ringbuffer import RingBuffer; r = RingBuffer.attach(%r); w = r.writer();"
-        "w.try_write(r.data_example)" % ring_name
+        f"from ringbuffer import RingBuffer; r = RingBuffer.attach({ring_name!r}); w = r.writer();"
+        "w.try_write(r.data_example)"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, timeout=30)
     assert ring_name in list_segment_names()  # the attaching process did not unlink it
@@ -109,7 +109,7 @@ def test_every_group_sees_every_slot_once(ring_name: str, tmp_path: Path, method
 
 
 def test_observer_never_torn(ring_name: str, tmp_path: Path) -> None:
-    ring = RingBuffer.create(ring_name, slot_count=4, data_length=2048, data_dtype=H.DTYPE)
+    RingBuffer.create(ring_name, slot_count=4, data_length=2048, data_dtype=H.DTYPE)
     ctx = mp.get_context("fork")
     obs = ctx.Process(target=H.observe_check, args=(ring_name, str(tmp_path / "obs.npy")))
     rd = ctx.Process(target=H.read_all, args=(ring_name, "default", str(tmp_path / "r.npy")))
@@ -126,18 +126,18 @@ def test_observer_never_torn(ring_name: str, tmp_path: Path) -> None:
 def test_pause_resume_counts(ring_name: str) -> None:
     ring = RingBuffer.create(ring_name, slot_count=8, data_length=1, data_dtype=H.DTYPE)
     w, r = ring.writer(), ring.reader()
-    with w as (m, d):
+    with w as (_m, d):
         d["seq"] = 1
     ring.pause()
     for _ in range(5):
-        with w as (m, d):
+        with w as (_m, d):
             d["seq"] = 99
     b = w.try_claim(3)
     assert b is not None and b.discard
     b.commit()
     assert ring.get_stats()["paused"] and ring.get_stats()["paused_count"] == 8
     ring.resume()
-    with w as (m, d):
+    with w as (_m, d):
         d["seq"] = 2
     ring.shutdown()
     assert [int(d["seq"][0]) for _m, d in r] == [1, 2]
@@ -175,7 +175,7 @@ def test_sigkill_reader_slot_reclaimed(ring_name: str, tmp_path: Path) -> None:
     victim = ctx.Process(target=H.hold_forever, args=(ring_name, "g", str(ready)))
     victim.start()
     w = ring.writer()
-    with w as (m, d):
+    with w as (_m, d):
         d["seq"] = 0
     deadline = time.monotonic() + 20
     while not ready.exists() and time.monotonic() < deadline:
@@ -187,7 +187,7 @@ def test_sigkill_reader_slot_reclaimed(ring_name: str, tmp_path: Path) -> None:
     other.start()
     # the held slot (seq 0) blocks slot 0 for seq 4: writing 20 more needs the reclaim
     for i in range(1, 21):
-        with w.write(timeout=20) as (m, d):
+        with w.write(timeout=20) as (_m, d):
             d["seq"] = i
     ring.shutdown()
     _join([other])
@@ -206,7 +206,7 @@ def test_sigkill_writer_claims_are_skipped(ring_name: str, tmp_path: Path) -> No
     p.join(10)
     assert p.exitcode == -signal.SIGKILL
     w, r = ring.writer(), ring.reader()
-    with w as (m, d):
+    with w as (_m, d):
         d["seq"] = 42
     ring.shutdown()
     assert [int(d["seq"][0]) for _m, d in r] == [42]
@@ -223,10 +223,10 @@ def test_late_group_starts_at_current_position(ring_name: str) -> None:
     ring = RingBuffer.create(ring_name, slot_count=4, data_length=1, data_dtype=H.DTYPE)
     w, r = ring.writer(), ring.reader()
     for i in range(3):
-        with w as (m, d):
+        with w as (_m, d):
             d["seq"] = i
     late = ring.reader("late")
-    with w as (m, d):
+    with w as (_m, d):
         d["seq"] = 3
     ring.shutdown()
     assert [int(d["seq"][0]) for _m, d in late] == [3]
@@ -236,10 +236,10 @@ def test_late_group_starts_at_current_position(ring_name: str) -> None:
 def test_exception_in_write_block_drops_slot(ring_name: str) -> None:
     ring = RingBuffer.create(ring_name, slot_count=4, data_length=1, data_dtype=H.DTYPE)
     w, r = ring.writer(), ring.reader()
-    with pytest.raises(ZeroDivisionError), w as (m, d):
+    with pytest.raises(ZeroDivisionError), w as (_m, d):
         d["seq"] = 7
         1 / 0  # noqa: B018
-    with w as (m, d):
+    with w as (_m, d):
         d["seq"] = 8
     ring.shutdown()
     assert [int(d["seq"][0]) for _m, d in r] == [8]

@@ -55,8 +55,14 @@ def test_layout_alignment() -> None:
     assert lay.slot_stride % CACHE_LINE == 0
     assert lay.data_offset % 4096 == 0
     assert lay.total_bytes >= lay.data_offset + 128 * lay.slot_stride
-    offsets = [lay.commit_offset, lay.claimed_offset, lay.dropped_offset, lay.released_offset,
-               lay.meta_offset, lay.data_offset]
+    offsets = [
+        lay.commit_offset,
+        lay.claimed_offset,
+        lay.dropped_offset,
+        lay.released_offset,
+        lay.meta_offset,
+        lay.data_offset,
+    ]
     assert offsets == sorted(offsets)
     assert all(o % CACHE_LINE == 0 for o in offsets)
 

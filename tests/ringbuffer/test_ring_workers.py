@@ -26,7 +26,11 @@ def _evb_workers(*args: str, timeout: float = 60) -> subprocess.CompletedProcess
     exe = REPO / ".venv" / "bin" / "evb-workers"
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "ringbuffer.cli", "workers"]
     return subprocess.run(
-        [*cmd, *args], capture_output=True, text=True, timeout=timeout, cwd=REPO,
+        [*cmd, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
         stdin=subprocess.DEVNULL,
     )
 
@@ -43,8 +47,9 @@ def test_filter_and_two_exporters_end_to_end(tmp_path: Path, method: str) -> Non
         shutil.copy(EXAMPLE / f, tmp_path / f)
     before = set(list_segment_names())
     run = tmp_path / "run"
-    res = _evb_workers(str(tmp_path / "setup.yaml"), "--run-dir", str(run),
-                       "--start-method", method)
+    res = _evb_workers(
+        str(tmp_path / "setup.yaml"), "--run-dir", str(run), "--start-method", method
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     assert "finished" in res.stdout
     rows = (run / "accepted.csv").read_text().splitlines()
@@ -63,7 +68,8 @@ def test_filter_and_two_exporters_end_to_end(tmp_path: Path, method: str) -> Non
 
 
 def test_failing_worker_reported_and_rest_shut_down(tmp_path: Path) -> None:
-    (tmp_path / "f.py").write_text(textwrap.dedent("""
+    (tmp_path / "f.py").write_text(
+        textwrap.dedent("""
         import numpy as np
         from ringbuffer.worker import Importer, Exporter
         def source(io):
@@ -81,15 +87,19 @@ def test_failing_worker_reported_and_rest_shut_down(tmp_path: Path) -> None:
         def slow(io):
             for data, meta in Exporter(io):
                 print("got", data["x"][0])
-    """))
-    setup = _write(tmp_path, """
+    """)
+    )
+    setup = _write(
+        tmp_path,
+        """
         Buffers:
           a: {slot_count: 8, data_length: 1, data_dtype: {x: int64}}
         Workers:
           src: {file: f.py, function: source, sinks: [a]}
           bad: {file: f.py, function: crash, sources: [a]}
           ok: {file: f.py, function: slow, sources: [a]}
-    """)
+    """,
+    )
     res = _evb_workers(str(setup), "--run-dir", str(tmp_path / "run"))
     assert res.returncode == 1
     assert "worker bad[0] failed" in res.stdout
@@ -101,36 +111,51 @@ def test_failing_worker_reported_and_rest_shut_down(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "needle"),
     [
-        ("""
+        (
+            """
         Buffers:
           a: {slot_count: 8, data_length: 1, data_dtype: {x: int64}}
         Workers:
           w: {function: exporters.drain, sources: [nope]}
-        """, "Workers.w.sources[0]: unknown buffer 'nope'"),
-        ("""
+        """,
+            "Workers.w.sources[0]: unknown buffer 'nope'",
+        ),
+        (
+            """
         Buffers:
           a: {slot_count: 8, data_length: 1, data_dtype: {x: flaot64}}
         Workers:
           w: {function: exporters.drain, sources: [a]}
-        """, "Buffers.a.data_dtype.x"),
-        ("""
+        """,
+            "Buffers.a.data_dtype.x",
+        ),
+        (
+            """
         Buffers:
           a: {slot_count: 8, data_length: 1, data_dtype: {x: int64}}
         Workers:
           w: {function: exporters.no_such_thing, sources: [a]}
-        """, "Workers.w.function"),
-        ("""
+        """,
+            "Workers.w.function",
+        ),
+        (
+            """
         Buffers:
           a: {slot_count: 8, data_length: 1, data_dtype: {x: int64}}
         Workers:
           w: {file: missing.py, function: f, sources: [a]}
-        """, "Workers.w.file: file 'missing.py' not found"),
-        ("""
+        """,
+            "Workers.w.file: file 'missing.py' not found",
+        ),
+        (
+            """
         Buffers:
           a: {slot_count: 8, data_lenght: 1, data_dtype: {x: int64}}
         Workers:
           w: {function: exporters.drain, sources: [a]}
-        """, "missing key 'data_length'"),
+        """,
+            "missing key 'data_length'",
+        ),
     ],
 )
 def test_bad_yaml_names_key_and_line(tmp_path: Path, text: str, needle: str) -> None:
@@ -142,14 +167,17 @@ def test_bad_yaml_names_key_and_line(tmp_path: Path, text: str, needle: str) -> 
 
 
 def test_bad_yaml_via_cli(tmp_path: Path) -> None:
-    setup = _write(tmp_path, """
+    setup = _write(
+        tmp_path,
+        """
         Buffers:
           a: {slot_count: 8, data_length: 1, data_dtype: {x: int64}}
         Workers:
           w:
             function: exporters.drain
             sources: [b]
-    """)
+    """,
+    )
     res = _evb_workers(str(setup))
     assert res.returncode == 2
     assert "setup.yaml:7: Workers.w.sources[0]: unknown buffer 'b'" in res.stderr
@@ -176,9 +204,13 @@ def test_clocked_importer_and_export(tmp_path: Path) -> None:
     dt = np.dtype([("v", "<f8")])
     with RecordWriter(tmp_path / "in.evbrec", dt, 2) as w:
         for i in range(20):
-            w.write(np.zeros(1, dtype=[("counter", "<i8"), ("timestamp", "<f8"),
-                                       ("deadtime", "<f8")]), np.full(2, i, dtype=dt))
-    setup = _write(tmp_path, """
+            w.write(
+                np.zeros(1, dtype=[("counter", "<i8"), ("timestamp", "<f8"), ("deadtime", "<f8")]),
+                np.full(2, i, dtype=dt),
+            )
+    setup = _write(
+        tmp_path,
+        """
         Buffers:
           a: {slot_count: 8, data_length: 2, data_dtype: {v: float64}}
         Workers:
@@ -190,7 +222,8 @@ def test_clocked_importer_and_export(tmp_path: Path) -> None:
             function: data.export
             config: {filename: out}
             sources: [a]
-    """)
+    """,
+    )
     res = _evb_workers(str(setup), "--run-dir", str(tmp_path / "run"))
     assert res.returncode == 0, res.stdout + res.stderr
     out = RecordReader(tmp_path / "run" / "out.evbrec").records()
@@ -210,10 +243,15 @@ def test_pha_reports_all_peaks_numpy_fallback() -> None:
 
 
 def test_pha_processor_writes_one_slot_per_peak(ring_name: str) -> None:
-    src = RingBuffer.create(f"{ring_name}.w", slot_count=4, data_length=64,
-                            data_dtype={"ch1": "f8"}, groups=["pha"])
-    dst = RingBuffer.create(f"{ring_name}.p", slot_count=16, data_length=1,
-                            data_dtype={"position": "i8", "peak_heights": "f8"})
+    src = RingBuffer.create(
+        f"{ring_name}.w", slot_count=4, data_length=64, data_dtype={"ch1": "f8"}, groups=["pha"]
+    )
+    dst = RingBuffer.create(
+        f"{ring_name}.p",
+        slot_count=16,
+        data_length=1,
+        data_dtype={"position": "i8", "peak_heights": "f8"},
+    )
     out = dst.reader()
     io = BufferIO("pha", sources=[src], sinks=[dst], config={"height": 0.5})
     w = src.writer()
@@ -226,8 +264,9 @@ def test_pha_processor_writes_one_slot_per_peak(ring_name: str) -> None:
 
     pha(io)
     dst.shutdown()
-    rows = [(int(d["position"][0]), float(d["peak_heights"][0]), int(m["counter"][0]))
-            for m, d in out]
+    rows = [
+        (int(d["position"][0]), float(d["peak_heights"][0]), int(m["counter"][0])) for m, d in out
+    ]
     assert rows == [(5, 1.0, 77), (20, 2.0, 77), (50, 3.0, 77)]
 
 
