@@ -122,6 +122,7 @@ class Runner:
         self.failed: list[str] = []
         self._stop_requested = 0.0
         self._interrupts = 0
+        self._handled_interrupts = 0
 
     # ---------------------------------------------------------------- helpers
 
@@ -193,12 +194,17 @@ class Runner:
                     self.rings[b].shutdown()
 
     def _on_sigint(self, signum: int, frame: Any) -> None:
+        # only count here: the main loop may hold a buffer lock right now
         self._interrupts += 1
-        if self._interrupts == 1:
-            self.request_stop("Ctrl-C")
-        else:
-            self._say("second Ctrl-C: terminating workers")
-            self._terminate_all()
+
+    def _handle_interrupts(self) -> None:
+        if self._interrupts > self._handled_interrupts:
+            self._handled_interrupts = self._interrupts
+            if self._interrupts == 1:
+                self.request_stop("Ctrl-C")
+            else:
+                self._say("second Ctrl-C: terminating workers")
+                self._terminate_all()
 
     def _terminate_all(self) -> None:
         for plist in self.procs.values():
@@ -236,6 +242,7 @@ class Runner:
             left_groups: set[str] = set()
             next_status = t0 + self.status_interval_s
             while True:
+                self._handle_interrupts()
                 for wname, plist in self.procs.items():
                     for i, p in enumerate(plist):
                         if p.exitcode not in (None, 0) and f"{wname}[{i}]" not in self.failed:
