@@ -331,3 +331,17 @@ def test_sigint_drains_and_exits(tmp_path: Path) -> None:
     # everything the importer published went through both stages: consecutive, no gaps
     assert len(counters) > 10
     assert sorted(counters) == list(range(1, len(counters) + 1))
+
+
+def test_waveform_example_prebuilt_functions(tmp_path: Path) -> None:
+    src = REPO / "examples" / "workers" / "waveforms"
+    for f in ("setup.yaml", "pulses.py"):
+        shutil.copy(src / f, tmp_path / f)
+    run = tmp_path / "run"
+    res = _evb_workers(str(tmp_path / "setup.yaml"), "--run-dir", str(run))
+    assert res.returncode == 0, res.stdout + res.stderr
+    rec = RecordReader(run / "waveforms.evbrec")
+    assert len(rec) == 500
+    rows = (run / "peaks.csv").read_text().splitlines()[1:]
+    assert len(rows) > 500  # several peaks per waveform: all of them reported
+    assert list((run).glob("oscilloscope_waveforms.*"))  # headless observer output
