@@ -77,7 +77,8 @@ def _scalar(value: object) -> str:
             return "NaN"
         if math.isinf(f):
             return "Inf" if f > 0 else "-Inf"
-        return repr(f)
+        # Whole numbers print as integers (NSCLDAQ's `EVB::config get window` says 2, not 2.0).
+        return str(int(f)) if f.is_integer() and abs(f) < 2**63 else repr(f)
     if isinstance(value, bytes | bytearray | memoryview):
         # A Tcl byte array's string form: one character per byte.
         return bytes(value).decode("latin-1")

@@ -123,7 +123,7 @@ def test_eval_errors_output_and_status(tmp_path):
             client = await ControlClient.connect(path)
             try:
                 r = await client.evaluate("EVB::config get window")
-                assert (r.ok, r.text) == (True, "3.0")
+                assert (r.ok, r.text) == (True, "3")
                 r = await client.evaluate("puts hi; EVB::config set window 0")
                 assert (r.ok, r.text, r.output) == (
                     False, "Build time window must be > 0 was 0", "hi\n"

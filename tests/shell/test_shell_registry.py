@@ -102,6 +102,7 @@ def test_to_tcl_shapes():
     assert to_tcl(2**64 - 1) == "18446744073709551615"
     assert to_tcl(["a b", "", "x"]) == "{a b} {} x"
     assert to_tcl(2.5) == "2.5"
+    assert to_tcl(2.0) == "2"  # whole numbers as NSCLDAQ prints them
     assert to_tcl(True) == "1"
     assert to_tcl(b"\x00\xff") == "\x00\xff"
 
