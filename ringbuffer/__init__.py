@@ -1,27 +1,58 @@
-"""Shared-memory multiple-in multiple-out ring buffers and a mimoCoRB2-style worker framework."""
+"""Shared-memory multiple-in multiple-out ring buffers and a mimoCoRB2-style worker framework.
 
-from ringbuffer.errors import (
-    BufferExistsError,
-    BufferNotFoundError,
-    ConfigError,
-    RingBufferError,
-    RingTimeoutError,
-    SetupError,
-    WorkerError,
-)
-from ringbuffer.layout import METADATA_DTYPE
-from ringbuffer.ring import (
-    BufferObserver,
-    BufferReader,
-    BufferWriter,
-    Observer,
-    ReadBatch,
-    Reader,
-    RingBuffer,
-    WriteBatch,
-    Writer,
-    remove_buffer,
-)
+The names below are loaded on first use (PEP 562), so importing the pure layout module
+(``ringbuffer.layout``) does not pull in the I/O modules.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ringbuffer.errors import (
+        BufferExistsError,
+        BufferNotFoundError,
+        ConfigError,
+        RingBufferError,
+        RingTimeoutError,
+        SetupError,
+        WorkerError,
+    )
+    from ringbuffer.layout import METADATA_DTYPE
+    from ringbuffer.ring import (
+        BufferObserver,
+        BufferReader,
+        BufferWriter,
+        Observer,
+        ReadBatch,
+        Reader,
+        RingBuffer,
+        WriteBatch,
+        Writer,
+        remove_buffer,
+    )
+
+_WHERE = {
+    "BufferExistsError": "ringbuffer.errors",
+    "BufferNotFoundError": "ringbuffer.errors",
+    "ConfigError": "ringbuffer.errors",
+    "RingBufferError": "ringbuffer.errors",
+    "RingTimeoutError": "ringbuffer.errors",
+    "SetupError": "ringbuffer.errors",
+    "WorkerError": "ringbuffer.errors",
+    "METADATA_DTYPE": "ringbuffer.layout",
+    "BufferObserver": "ringbuffer.ring",
+    "BufferReader": "ringbuffer.ring",
+    "BufferWriter": "ringbuffer.ring",
+    "Observer": "ringbuffer.ring",
+    "ReadBatch": "ringbuffer.ring",
+    "Reader": "ringbuffer.ring",
+    "RingBuffer": "ringbuffer.ring",
+    "WriteBatch": "ringbuffer.ring",
+    "Writer": "ringbuffer.ring",
+    "remove_buffer": "ringbuffer.ring",
+}
 
 __all__ = [
     "METADATA_DTYPE",
@@ -43,3 +74,12 @@ __all__ = [
     "Writer",
     "remove_buffer",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ringbuffer' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -41,9 +41,8 @@ OPTIONAL_CORE = [
     "sources/simulated.py",
 ]
 # Package __init__ files known to pull in edge modules; the last test fails once they no longer
-# do, so this list cannot go stale. ringbuffer/__init__.py imports ringbuffer.ring (threading,
-# time), so `import ringbuffer.layout` is not pure.
-KNOWN_LEAKY_PACKAGES = {"ringbuffer"}
+# do, so this list cannot go stale. (ringbuffer/__init__.py loads its names lazily.)
+KNOWN_LEAKY_PACKAGES: set[str] = set()
 
 
 def module_name(path: Path) -> str:
@@ -69,7 +68,20 @@ def imports_of(path: Path) -> set[str]:
     me = module_name(path)
     package = me if path.name == "__init__.py" else me.rpartition(".")[0]
     names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    tree = ast.parse(path.read_text(), str(path))
+    # Imports under `if TYPE_CHECKING:` never run.
+    typing_only = {
+        id(inner)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If)
+        and isinstance(node.test, ast.Name)
+        and node.test.id == "TYPE_CHECKING"
+        for stmt in node.body
+        for inner in ast.walk(stmt)
+    }
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
