@@ -116,7 +116,11 @@ class Runner:
         self.status_interval_s = status_interval_s or (1.0 if tty else 5.0)
         self.grace_s = grace_s
         prefix = f"w{os.getpid()}"
-        self.segments = {b: f"{prefix}.{b}" for b in setup.buffers}
+        self.segments = {
+            b: spec.ring_name if spec.external else f"{prefix}.{b}"
+            for b, spec in setup.buffers.items()
+        }
+        self.external = {b for b, spec in setup.buffers.items() if spec.external}
         self.rings: dict[str, RingBuffer] = {}
         self.procs: dict[str, list[Any]] = {}
         self.failed: list[str] = []
@@ -145,6 +149,10 @@ class Runner:
         self._handler = handler
         for bname, spec in self.setup.buffers.items():
             groups = [w.name for w in self.setup.workers.values() if bname in w.sources]
+            if spec.external:
+                self.rings[bname] = _attach_external(bname, spec, groups)
+                continue
+            assert spec.data_dtype is not None
             self.rings[bname] = RingBuffer.create(
                 self.segments[bname],
                 slot_count=spec.slot_count,
@@ -191,7 +199,14 @@ class Runner:
         for w in self.setup.workers.values():
             if not w.sources:
                 for b in w.sinks:
-                    self.rings[b].shutdown()
+                    if b not in self.external:
+                        self.rings[b].shutdown()
+            elif any(b in self.external for b in w.sources):
+                # an external ring ends when its owner says so: stop its readers instead
+                for p in self.procs.get(w.name, []):
+                    if p.exitcode is None:
+                        with contextlib.suppress(Exception):
+                            p.terminate()
 
     def _on_sigint(self, signum: int, frame: Any) -> None:
         # only count here: the main loop may hold a buffer lock right now
@@ -255,7 +270,7 @@ class Runner:
                     for b in self.setup.workers[wname].sources:
                         self.rings[b].remove_group(wname)
                 for bname, ring in self.rings.items():
-                    if bname in flushed:
+                    if bname in flushed or bname in self.external:
                         continue
                     writers = [w.name for w in self.setup.workers.values() if bname in w.sinks]
                     if all(w in done for w in writers):
@@ -283,8 +298,14 @@ class Runner:
             if old_int is not None:
                 signal.signal(signal.SIGINT, old_int)
             self._terminate_all()
-            for ring in self.rings.values():
-                remove_buffer(ring.name)
+            for bname, ring in self.rings.items():
+                if bname in self.external:
+                    for w in self.setup.workers.values():
+                        if bname in w.sources:
+                            with contextlib.suppress(Exception):
+                                ring.remove_group(w.name)
+                else:
+                    remove_buffer(ring.name)
             handler = getattr(self, "_handler", None)
             if handler is not None:
                 logging.getLogger().removeHandler(handler)
@@ -302,6 +323,36 @@ class Runner:
         msg = f"worker {wname}[{index}] failed (exit code {code})"
         self._say(msg + (":\n" + text.rstrip() if text else " (no traceback: killed?)"))
         log.error("%s\n%s", msg, text)
+
+
+def _attach_external(bname: str, spec: Any, groups: list[str]) -> RingBuffer:
+    """Attach to a ring created by another process and declare this setup's reader groups
+    (they see the slots written from now on)."""
+    from ringbuffer.errors import SetupError
+
+    try:
+        ring = RingBuffer.attach(spec.ring_name, timeout=2.0)
+    except FileNotFoundError:
+        raise SetupError(
+            f"buffer {bname!r} is external but ring {spec.ring_name!r} does not exist "
+            "(start its owner first, e.g. evb-server --ring NAME)"
+        ) from None
+    checks = (
+        ("slot_count", spec.slot_count, ring.slot_count),
+        ("data_length", spec.data_length, ring.data_length),
+    )
+    for key, want, have in checks:
+        if want and want != have:
+            raise SetupError(f"buffer {bname!r}: {key} {want} in the setup, the ring has {have}")
+    if spec.data_dtype is not None and spec.data_dtype != ring.data_dtype:
+        raise SetupError(
+            f"buffer {bname!r}: data_dtype {spec.data_dtype} in the setup, "
+            f"the ring has {ring.data_dtype}"
+        )
+    for g in groups:
+        ring.add_group(g)
+    log.info("buffer %s: attached to external ring %s", bname, spec.ring_name)
+    return ring
 
 
 def _is_main_thread() -> bool:

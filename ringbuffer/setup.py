@@ -26,10 +26,20 @@ PREBUILT_PACKAGE = "ringbuffer.functions"
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BufferSpec:
+    """One buffer of a setup.
+
+    ``external``: the buffer is created by another process (e.g. ``evb-server --ring NAME``);
+    the runner attaches to the ring named ``ring_name`` instead of creating it, and never
+    shuts it down nor removes it. Its slot_count/data_length/data_dtype, when given, are
+    checked against the ring (0 / None: take the ring's).
+    """
+
     name: str
     slot_count: int
     data_length: int
-    data_dtype: np.dtype[Any]
+    data_dtype: np.dtype[Any] | None
+    external: bool = False
+    ring_name: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -166,10 +176,13 @@ def load_setup(path: str | Path, *, check_functions: bool = True) -> Setup:
             raise ctx.error(key, str(exc)) from None
         if not isinstance(spec, Mapping):
             raise ctx.error(key, "expected slot_count, data_length, data_dtype")
+        if spec.get("external"):
+            buffers[str(bname)] = _external_spec(ctx, key, str(bname), spec)
+            continue
         for req in ("slot_count", "data_length", "data_dtype"):
             if req not in spec:
                 raise ctx.error(key, f"missing key {req!r}")
-        extra = set(spec) - {"slot_count", "data_length", "data_dtype"}
+        extra = set(spec) - {"slot_count", "data_length", "data_dtype", "external"}
         if extra:
             raise ctx.error(f"{key}.{sorted(extra)[0]}", "unknown key")
         try:
@@ -242,6 +255,39 @@ def load_setup(path: str | Path, *, check_functions: bool = True) -> Setup:
         workers[str(wname)] = worker
     options = data.get("Options") or {}
     return Setup(path=path, buffers=buffers, workers=workers, options=dict(options))
+
+
+def _external_spec(ctx: _Ctx, key: str, bname: str, spec: Mapping[str, Any]) -> BufferSpec:
+    """``external: true`` (ring named like the buffer) or ``external: RING_NAME``."""
+    extra = set(spec) - {"slot_count", "data_length", "data_dtype", "external"}
+    if extra:
+        raise ctx.error(f"{key}.{sorted(extra)[0]}", "unknown key")
+    ext = spec["external"]
+    ring_name = bname if ext is True else str(ext)
+    try:
+        validate_name(ring_name)
+    except ConfigError as exc:
+        raise ctx.error(f"{key}.external", str(exc)) from None
+    dt = None
+    if spec.get("data_dtype") is not None:
+        try:
+            dt = dtype_from_setup(spec["data_dtype"], where=f"{key}.data_dtype")
+        except ConfigError as exc:
+            raise ctx.error(f"{key}.data_dtype", str(exc)) from None
+    sizes = {}
+    for k in ("slot_count", "data_length"):
+        v = spec.get(k, 0)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            raise ctx.error(f"{key}.{k}", f"expected a positive integer, got {v!r}")
+        sizes[k] = v
+    return BufferSpec(
+        name=bname,
+        slot_count=sizes["slot_count"],
+        data_length=sizes["data_length"],
+        data_dtype=dt,
+        external=True,
+        ring_name=ring_name,
+    )
 
 
 def load_function(worker: WorkerSpec) -> Callable[..., Any]:
