@@ -46,7 +46,7 @@ def test_yaml_field_names_and_evb_config_aliases(tmp_path: Path) -> None:
         ({"window": 0}, "Build time window must be > 0 was 0"),
         ({"port": "http"}, "expected integer"),
         ({"port": 70000}, "port must be in 0..65535"),
-        ({"XonThreshold": 10, "XoffThreshold": 5}, "must not exceed"),
+        ({"sourceTimeout": -1}, "sourceTimeout must be >= 0"),
         ({"max_message_bytes": 10}, "at least 84"),
         ({"output": 5}, "expected a path"),
     ],
