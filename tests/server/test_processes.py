@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -13,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import VENV_BIN
 from srv_helpers import assert_ordered
 
 from evb.batch import Fragment, FragmentBatch
@@ -21,6 +21,8 @@ from evb.errors import SourceError
 from evb.wire import parse_fragments
 from sources.client import SourceClient
 from sources.simulated import SimulatedSource
+
+VENV_BIN = Path(sys.executable).parent
 
 
 def _sim_cmd(port: int, ids: list[int], **kw: Any) -> list[str]:
