@@ -38,6 +38,18 @@ _FLAG_FIELDS = {
     "max_message_bytes": "max_message_bytes",
     "control": "control",
     "log_level": "log_level",
+    "build_dt": "build_dt_ticks",
+    "build_policy": "build_policy",
+    "build_max_fragments": "build_max_fragments",
+}
+
+#: ring flag destination -> RingOptions key
+_RING_FLAGS = {
+    "ring": "name",
+    "ring_slot_bytes": "slot_bytes",
+    "ring_slots": "slots",
+    "ring_groups": "groups",
+    "ring_linger": "linger_s",
 }
 
 
@@ -75,6 +87,19 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--control", type=Path, metavar="PATH",
                    help="serve the Tcl control socket of the shell at PATH")
     g.add_argument("--log-level", metavar="LEVEL", help="DEBUG, INFO, WARNING... (default INFO)")
+    r = parser.add_argument_group("ring buffer output and event building")
+    r.add_argument("--ring", metavar="NAME", help="also write built events to the ring NAME")
+    r.add_argument("--ring-slot-bytes", type=int, metavar="B", help="bytes per ring slot")
+    r.add_argument("--ring-slots", type=int, metavar="N", help="number of ring slots")
+    r.add_argument("--ring-groups", metavar="G1,G2", help="reader groups the EVB waits for")
+    r.add_argument("--ring-linger", type=float, metavar="SECONDS",
+                   help="commit a partly filled slot after this long")
+    r.add_argument("--build-dt", type=int, metavar="TICKS",
+                   help="build events: coincidence window in timestamp ticks")
+    r.add_argument("--build-policy", choices=["earliest", "latest", "average"],
+                   help="event timestamp policy (default earliest)")
+    r.add_argument("--build-max-fragments", type=int, metavar="N",
+                   help="most fragments per event (0: no limit)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,6 +127,13 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         value = getattr(args, dest, None)
         if value is not None:
             flags[field] = value
+    ring = dict(base.ring_options)
+    for dest, key in _RING_FLAGS.items():
+        value = getattr(args, dest, None)
+        if value is not None:
+            ring[key] = value
+    if ring != dict(base.ring_options):
+        flags["ring_options"] = tuple(ring.items())
     return settings_from_mapping(flags, base)
 
 

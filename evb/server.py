@@ -50,7 +50,7 @@ from evb.wire import (
     parse_fragments,
 )
 
-__all__ = ["ConnectionInfo", "ConnectionState", "EvbServer", "serve"]
+__all__ = ["ConnectionInfo", "ConnectionState", "EvbServer", "default_sink", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -371,7 +371,7 @@ class EvbServer:
         self.settings = settings
         self.orderer = orderer or Orderer(settings.orderer_config())
         if sink is None:
-            sink = FileSink(settings.output) if settings.output is not None else NullSink()
+            sink = default_sink(settings)
         self.sink: Sink = sink
         self._server: asyncio.Server | None = None
         self._address: tuple[str, int] = (settings.host, settings.port)
@@ -687,6 +687,26 @@ async def _cancel(task: asyncio.Task[None] | None) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+def default_sink(settings: ServerSettings) -> Sink:
+    """The sink the settings ask for: file or nothing; ring and/or event building if set."""
+    if not settings.ring_options and settings.build_dt_ticks is None:
+        return FileSink(settings.output) if settings.output is not None else NullSink()
+    from evb.builder import BuildConfig, TimestampPolicy
+    from evb.ringsink import RingOptions, make_output_sink
+
+    build = None
+    if settings.build_dt_ticks is not None:
+        build = BuildConfig(
+            build=True,
+            dt_ticks=settings.build_dt_ticks,
+            max_fragments=settings.build_max_fragments,
+            policy=TimestampPolicy(settings.build_policy),
+        )
+    ring = RingOptions.from_mapping(settings.ring_options) if settings.ring_options else None
+    sink: Sink = make_output_sink(output=settings.output, build=build, ring=ring)
+    return sink
 
 
 @contextlib.asynccontextmanager

@@ -44,7 +44,11 @@ class ServerSettings:
         source_timeout_s: a connection silent this long has its sources marked dead (0: never).
         max_message_bytes: largest message body accepted from a source.
         control: path of the shell's control socket (``--control``), None for none.
-        ring_options: placeholder for the ringbuffer output (a later issue), as (key, value) pairs.
+        ring_options: the ringbuffer output (``evb.ringsink.RingOptions`` keys), as (key, value)
+            pairs; empty: no ring.
+        build_dt_ticks: event building coincidence window in ticks; None: no building.
+        build_policy: event timestamp policy (earliest, latest, average).
+        build_max_fragments: most fragments in one built event (0: no limit).
         log_level: logging level name for the command-line edge.
     """
 
@@ -60,6 +64,9 @@ class ServerSettings:
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     control: Path | None = None
     ring_options: tuple[tuple[str, object], ...] = field(default_factory=_no_ring_options)
+    build_dt_ticks: int | None = None
+    build_policy: str = "earliest"
+    build_max_fragments: int = 0
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
@@ -72,6 +79,12 @@ class ServerSettings:
                 "max_message_bytes must be at least 84 (a CONNECT body) "
                 f"was {self.max_message_bytes}"
             )
+        if self.build_policy not in ("earliest", "latest", "average"):
+            raise ConfigError(
+                f"build_policy must be earliest, latest or average was {self.build_policy!r}"
+            )
+        if self.build_dt_ticks is not None and self.build_dt_ticks < 0:
+            raise ConfigError(f"build dt must be >= 0 ticks was {self.build_dt_ticks}")
         if not math.isfinite(self.window_s):
             raise ConfigError(f"Build time window must be > 0 was {self.window_s}")
         # Validates the orderer part now, so a bad file fails at startup with a clear message.
@@ -117,6 +130,9 @@ _FIELD_TYPES: dict[str, str] = {
     "max_message_bytes": "int",
     "control": "path",
     "ring_options": "mapping",
+    "build_dt_ticks": "int",
+    "build_policy": "str",
+    "build_max_fragments": "int",
     "log_level": "str",
 }
 
@@ -153,6 +169,8 @@ def _convert(key: str, kind: str, value: object) -> object:
     if kind == "mapping":
         if value is None:
             return ()
+        if isinstance(value, tuple):
+            return value
         if not isinstance(value, Mapping):
             raise ConfigError(f"setting {key!r}: expected a mapping but got {value!r}")
         return tuple((str(k), v) for k, v in value.items())

@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--description", default="", help="CONNECT description")
     sim.add_argument("--seed", type=int, default=0)
     sim.add_argument("--quiet", action="store_true", help="do not print the rate")
+    from sources.replay import add_replay_parser
+
+    add_replay_parser(sub)
     return parser
 
 
@@ -102,6 +105,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "sim":
             return run_sim(args)
+        if args.command == "replay":
+            from sources.replay import run_replay
+
+            return run_replay(args)
     except (OSError, EvbError) as exc:
         print(f"evb-source: {exc}", file=sys.stderr)
         return 1
