@@ -120,6 +120,7 @@ CL_HELD_LO = 4  # [HELD_LO, HELD_HI): sequence numbers claimed and not yet finis
 CL_HELD_HI = 5
 CL_BEAT_NS = 6
 CL_COUNT = 7
+CL_DEADTIME = 8  # float64 bits: deadtime summed over the client's writes
 
 
 class Role:

@@ -62,6 +62,24 @@ POLL_S = 0.02  # longest sleep of a blocked waiter before it re-checks the ring
 REAP_EVERY_S = 0.25  # how often a blocked waiter looks for dead peers
 LOCK_TIMEOUT_S = 0.5  # a lock held this long makes a waiter check its owner
 
+# word indices used on the one-slot hot paths (module globals load faster than L.<name>)
+_G_WRITE_CLAIM = L.G_WRITE_CLAIM
+_G_WLOCK_OWNER = L.G_WLOCK_OWNER
+_G_WLOCK_GEN = L.G_WLOCK_GEN
+_G_WRITE_WAITERS = L.G_WRITE_WAITERS
+_G_LAST_COMMIT = L.G_LAST_COMMIT
+_G_PAUSED = L.G_PAUSED
+_G_SHUTDOWN = L.G_SHUTDOWN
+_G_GROUPS_GEN = L.G_GROUPS_GEN
+_GR_READ_CLAIM = L.GR_READ_CLAIM
+_GR_LOCK_OWNER = L.GR_LOCK_OWNER
+_GR_LOCK_GEN = L.GR_LOCK_GEN
+_CL_HELD_LO = L.CL_HELD_LO
+_CL_HELD_HI = L.CL_HELD_HI
+_CL_COUNT = L.CL_COUNT
+_CL_DEADTIME = L.CL_DEADTIME
+_now = time.time
+
 _PID = os.getpid()
 _START = proc_start_time(_PID)
 
@@ -671,7 +689,7 @@ class RingBuffer:
         try:
             base = idx * L.CLIENT_WORDS
             if self._cl[base + L.CL_PID] == pid:
-                self._hd[L.G_DEADTIME_SUM] += self._cld[base + 8]
+                self._hd[L.G_DEADTIME_SUM] += self._cld[base + L.CL_DEADTIME]
                 self._cl[base + L.CL_PID] = 0
         finally:
             self._tlock.release()
@@ -736,7 +754,7 @@ class RingBuffer:
                     self._reclaim_writes(lo, hi)
                 elif role == Role.READER and hi > lo:
                     self._reclaim_reads(cl[base + L.CL_GROUP], lo, hi)
-                self._hd[L.G_DEADTIME_SUM] += self._cld[base + 8]
+                self._hd[L.G_DEADTIME_SUM] += self._cld[base + L.CL_DEADTIME]
                 cl[base + L.CL_PID] = 0
                 removed += 1
                 log.warning("buffer %s: removed dead %s pid %d", self._name, Role.NAMES[role], pid)
@@ -791,7 +809,7 @@ class RingBuffer:
         for i in range(L.MAX_CLIENTS):
             base = i * L.CLIENT_WORDS
             if self._cl[base + L.CL_PID] and self._cl[base + L.CL_ROLE] == Role.WRITER:
-                dead_sum += self._cld[base + 8]
+                dead_sum += self._cld[base + L.CL_DEADTIME]
         groups = {}
         min_read = wc
         for name, g in self.groups().items():
@@ -1003,6 +1021,32 @@ class Writer(_Client):
         self._cur = -1
         self._cur_status = 0
         self._last_t = time.time()
+        # shared-memory views and the writer lock, cached for the one-slot hot path
+        self._h = ring._h
+        self._gr = ring._gr
+        self._cl = ring._cl
+        self._cld = ring._cld
+        self._commit = ring._commit
+        self._claimed = ring._claimed
+        self._dropped = ring._dropped
+        self._released = ring._released
+        self._meta_q = ring._meta_q
+        self._meta_d = ring._meta_d
+        self._n = n
+        self._wsem = ring._wlock._sem
+        # active reader groups as of groups generation _ggen: released-row offsets and
+        # (waiters word, bell) pairs; refreshed by _refresh_groups when the generation moves
+        self._ggen = -1
+        self._roffs: tuple[int, ...] = ()
+        self._wake: tuple[tuple[int, Any], ...] = ()
+
+    def _refresh_groups(self) -> None:
+        ring = self._ring
+        act = ring._active_groups()
+        n = self._n
+        self._roffs = tuple(g * n for g in act)
+        self._wake = tuple((g * L.GROUP_WORDS + L.GR_WAITERS, ring._gbells[g]) for g in act)
+        self._ggen = ring._groups_gen
 
     # -- claiming
 
@@ -1091,10 +1135,56 @@ class Writer(_Client):
 
     # -- single slot, mimoCoRB2 style
 
-    def __enter__(self) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
-        return self._enter(None)
+    def _enter(
+        self, timeout: float | None = None
+    ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+        # Fast path: the writer lock is free and the next slot is free for every active group.
+        # Same protocol as _claim(1) + metadata pre-fill, inlined; anything else (contention,
+        # full ring, pause, shutdown, after fork) goes to _enter_slow.
+        sem = self._wsem
+        if self._pid == _PID and sem.acquire(False):
+            h = self._h
+            h[_G_WLOCK_OWNER] = _PID
+            h[_G_WLOCK_GEN] += 1
+            if not (h[_G_SHUTDOWN] or h[_G_PAUSED]):
+                if h[_G_GROUPS_GEN] != self._ggen:
+                    self._refresh_groups()  # under the writer lock: the generation cannot move
+                w = h[_G_WRITE_CLAIM]
+                n = self._n
+                slot = w % n
+                need = w - n
+                rel = self._released
+                for off in self._roffs:
+                    if rel[off + slot] < need:
+                        break
+                else:
+                    cl = self._cl
+                    base = self._base
+                    cl[base + _CL_HELD_LO] = w
+                    cl[base + _CL_HELD_HI] = w + 1
+                    self._claimed[slot] = w
+                    h[_G_WRITE_CLAIM] = w + 1
+                    h[_G_WLOCK_OWNER] = 0
+                    sem.release()
+                    self._cur = w
+                    i = 3 * slot
+                    self._meta_q[i] = w
+                    now = _now()
+                    d = self._meta_d
+                    d[i + 1] = now
+                    d[i + 2] = 0.0
+                    self._last_t = now
+                    v = self._views[slot]
+                    return v if v is not None else self._view(slot)
+            h[_G_WLOCK_OWNER] = 0
+            sem.release()
+        return self._enter_slow(timeout)
 
-    def _enter(self, timeout: float | None) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    __enter__ = _enter
+
+    def _enter_slow(
+        self, timeout: float | None
+    ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
         if self._pid != _PID:
             self._check_pid()
         self._dead = 0.0
@@ -1118,14 +1208,39 @@ class Writer(_Client):
 
     def __exit__(self, et: Any, ev: Any, tb: Any) -> None:
         seq = self._cur
-        if seq >= 0:
-            self._cur = -1
-            self._publish1(seq, et is not None)
-        else:
+        if seq < 0:
             self._count_discard(self._cur_status, 1)
+            return
+        self._cur = -1
+        if et is not None:
+            self._publish1(seq, True)
+            return
+        # publish (as _publish1 without the drop): dropped, then commit, then wake-ups
+        slot = seq % self._n
+        base = self._base
+        dead = self._meta_d[3 * slot + 2]
+        if dead:
+            self._cld[base + _CL_DEADTIME] += dead
+        self._dropped[slot] = 0
+        self._commit[slot] = seq
+        h = self._h
+        if seq > h[_G_LAST_COMMIT]:
+            h[_G_LAST_COMMIT] = seq
+        cl = self._cl
+        cl[base + _CL_HELD_LO] = seq + 1
+        cl[base + _CL_COUNT] += 1
+        if h[_G_GROUPS_GEN] != self._ggen:
+            self._refresh_groups()
+        gr = self._gr
+        for wi, bell in self._wake:  # ring a group's bell only if one of its readers sleeps
+            waiters = gr[wi]
+            if waiters > 0 and bell._get_value() < waiters:
+                bell.release()
 
     def write(self, timeout: float | None = None) -> contextlib.AbstractContextManager[Any]:
         """Context manager for one slot with an optional timeout (RingTimeoutError)."""
+        if timeout is None:
+            return self  # the writer is its own (reusable) context manager
         return _WriteCtx(self, timeout)
 
     def _publish1(self, seq: int, drop: bool) -> None:
@@ -1133,7 +1248,7 @@ class Writer(_Client):
         slot = seq % ring._n
         dead = ring._meta_d[3 * slot + 2]
         if dead:
-            ring._cld[self._base + 8] += dead
+            ring._cld[self._base + L.CL_DEADTIME] += dead
         ring._dropped[slot] = 1 if drop else 0
         ring._commit[slot] = seq
         h = ring._h
@@ -1214,7 +1329,7 @@ class Writer(_Client):
         s0 = seq % n
         dead = float(batch.meta["deadtime"][:count].sum()) if count else 0.0
         if dead:
-            ring._cld[self._base + 8] += dead
+            ring._cld[self._base + L.CL_DEADTIME] += dead
         ring._dropped_np[s0 : s0 + count] = 0
         if count < m:
             ring._dropped_np[s0 + count : s0 + m] = 1
@@ -1332,8 +1447,17 @@ class Reader(_Client):
             None
         ] * ring.slot_count
         self._cur = -1
-        self._stash = (0, 0)
+        self._stash: tuple[int, int] | None = None  # claimed slots not handed out yet
         self.finished = False
+        # shared-memory views and the group lock, cached for the one-slot hot path
+        self._h = ring._h
+        self._gr = ring._gr
+        self._cl = ring._cl
+        self._commit = ring._commit
+        self._dropped = ring._dropped
+        self._released = ring._released
+        self._n = ring._n
+        self._gsem = self._glock._sem
 
     def _claim(self, k: int, timeout: float | None) -> tuple[int, int]:
         ring = self._ring
@@ -1396,10 +1520,11 @@ class Reader(_Client):
             ring.reap()
 
     def _next(self, k: int, timeout: float | None) -> tuple[int, int]:
-        lo, hi = self._stash
-        if hi > lo:
+        stash = self._stash
+        if stash is not None:
+            lo, hi = stash
             m = min(k, hi - lo)
-            self._stash = (lo + m, hi)
+            self._stash = (lo + m, hi) if lo + m < hi else None
             return lo, m
         return self._claim(k, timeout)
 
@@ -1428,7 +1553,40 @@ class Reader(_Client):
             self._views[slot] = v
         return v
 
-    def _enter(
+    def _enter(self, timeout: float | None = None) -> Any:
+        # (metadata, data) views, or (None, None) at the end of data.
+        # Fast path: the group lock is free, nothing stashed and the group's next sequence
+        # number is published. Same protocol as _claim(1), inlined; anything else (contention,
+        # nothing ready, end of data, after fork) goes to _enter_slow.
+        sem = self._gsem
+        if self._pid == _PID and self._stash is None and sem.acquire(False):
+            gr = self._gr
+            gbase = self._gbase
+            gr[gbase + _GR_LOCK_OWNER] = _PID
+            gr[gbase + _GR_LOCK_GEN] += 1
+            r = gr[gbase + _GR_READ_CLAIM]
+            slot = r % self._n
+            if self._commit[slot] == r:
+                cl = self._cl
+                base = self._base
+                cl[base + _CL_HELD_LO] = r
+                cl[base + _CL_HELD_HI] = r + 1
+                gr[gbase + _GR_READ_CLAIM] = r + 1
+                gr[gbase + _GR_LOCK_OWNER] = 0
+                sem.release()
+                if not self._dropped[slot]:
+                    self._cur = r
+                    v = self._views[slot]
+                    return v if v is not None else self._view(slot)
+                self._skip_dropped(r, 1)
+            else:
+                gr[gbase + _GR_LOCK_OWNER] = 0
+                sem.release()
+        return self._enter_slow(timeout)
+
+    __enter__ = _enter
+
+    def _enter_slow(
         self, timeout: float | None
     ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]] | tuple[None, None]:
         if self._pid != _PID:
@@ -1447,23 +1605,22 @@ class Reader(_Client):
             self.finished = True
             return (None, None)
 
-    def __enter__(self) -> Any:
-        return self._enter(None)
-
     def __exit__(self, et: Any, ev: Any, tb: Any) -> None:
         seq = self._cur
         if seq >= 0:
             self._cur = -1
-            ring = self._ring
-            ring._released[self._rbase + seq % ring._n] = seq
-            cl = ring._cl
-            cl[self._base + L.CL_HELD_LO] = seq + 1
-            cl[self._base + L.CL_COUNT] += 1
-            if ring._h[L.G_WRITE_WAITERS] > 0:
-                ring._wake_writers()
+            self._released[self._rbase + seq % self._n] = seq
+            cl = self._cl
+            base = self._base
+            cl[base + _CL_HELD_LO] = seq + 1
+            cl[base + _CL_COUNT] += 1
+            if self._h[_G_WRITE_WAITERS] > 0:
+                self._ring._wake_writers()
 
     def read(self, timeout: float | None = None) -> contextlib.AbstractContextManager[Any]:
         """Context manager for one slot with an optional timeout (RingTimeoutError)."""
+        if timeout is None:
+            return self  # the reader is its own (reusable) context manager
         return _ReadCtx(self, timeout)
 
     def claim(self, max_slots: int = 1, timeout: float | None = None) -> ReadBatch | None:
@@ -1524,7 +1681,7 @@ class Reader(_Client):
     def __iter__(self) -> Iterator[tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]]:
         """Yield ``(metadata, data)`` views until the end of data (each valid until the next)."""
         while True:
-            meta, data = self._enter(None)
+            meta, data = self._enter()
             if meta is None or data is None:
                 return
             try:
