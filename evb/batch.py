@@ -25,6 +25,7 @@ __all__ = [
     "FragmentBatch",
     "batch_from_columns",
     "build_batch",
+    "fixed_size_batch",
 ]
 
 NULL_TIMESTAMP = 0xFFFF_FFFF_FFFF_FFFF
@@ -315,23 +316,14 @@ def batch_from_columns(
     )
     if isinstance(payloads, np.ndarray) and payloads.ndim == 2:
         if len(payloads) != n:
-            raise ValueError(f"{len(payloads)} payload rows for {n} timestamps")
-        size = payloads.shape[1]
-        rec = np.empty((n, FLAT_HEADER_BYTES + size), np.uint8)
-        hdr = np.empty(n, HEADER_DTYPE)
-        hdr["timestamp"] = ts
-        hdr["source_id"] = sids
-        hdr["payload_size"] = size
-        hdr["barrier_type"] = bars
-        rec[:, :FLAT_HEADER_BYTES] = hdr.view(np.uint8).reshape(n, FLAT_HEADER_BYTES)
-        rec[:, FLAT_HEADER_BYTES:] = payloads
-        index = np.empty(n, INDEX_DTYPE)
-        for name in ("timestamp", "source_id", "payload_size", "barrier_type"):
-            index[name] = hdr[name]
-        index["buf"] = 0
-        index["offset"] = np.arange(n, dtype=np.int64) * (FLAT_HEADER_BYTES + size)
-        index["received"] = received
-        return FragmentBatch(index, (rec.reshape(-1),))
+            raise ValueError(
+                f"payloads must have one row per fragment: {len(payloads)} rows for {n} timestamps"
+            )
+        batch, payload_view = fixed_size_batch(
+            ts, sids, payloads.shape[1], bars, received=received
+        )
+        payload_view[:] = payloads
+        return batch
     plist = list(payloads)
     if len(plist) != n:
         raise ValueError(f"{len(plist)} payloads for {n} timestamps")
@@ -342,3 +334,38 @@ def batch_from_columns(
         ),
         received=received,
     )
+
+
+def fixed_size_batch(
+    timestamps: npt.ArrayLike,
+    source_ids: npt.ArrayLike,
+    payload_bytes: int,
+    barrier_types: npt.ArrayLike | None = None,
+    *,
+    received: float = 0.0,
+) -> tuple[FragmentBatch, npt.NDArray[np.uint8]]:
+    """A batch of equal-sized fragments with headers written and payloads to fill.
+
+    Returns:
+        the batch and a writable (n, payload_bytes) view of its payload bytes, so a producer
+        can write payloads in place (one pass over the bytes).
+    """
+    ts = np.asarray(timestamps, dtype=np.uint64).reshape(-1)
+    n = len(ts)
+    rec_len = FLAT_HEADER_BYTES + payload_bytes
+    rec = np.empty((n, rec_len), np.uint8)
+    hdr = np.empty(n, HEADER_DTYPE)
+    hdr["timestamp"] = ts
+    hdr["source_id"] = np.broadcast_to(np.asarray(source_ids, dtype=np.uint32), (n,))
+    hdr["payload_size"] = payload_bytes
+    hdr["barrier_type"] = np.broadcast_to(
+        np.asarray(0 if barrier_types is None else barrier_types, dtype=np.uint32), (n,)
+    )
+    rec[:, :FLAT_HEADER_BYTES] = hdr.view(np.uint8).reshape(n, FLAT_HEADER_BYTES)
+    index = np.empty(n, INDEX_DTYPE)
+    for name in ("timestamp", "source_id", "payload_size", "barrier_type"):
+        index[name] = hdr[name]
+    index["buf"] = 0
+    index["offset"] = np.arange(n, dtype=np.int64) * rec_len
+    index["received"] = received
+    return FragmentBatch(index, (rec.reshape(-1),)), rec[:, FLAT_HEADER_BYTES:]

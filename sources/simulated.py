@@ -1,7 +1,7 @@
 """Simulated fragment sources (pure: no I/O, no clock).
 
-:func:`flatten_columns` builds a batch from columns with numpy (no per-fragment loop for fixed-size
-payloads). :class:`SimulatedSource` produces rising-timestamp batches for several source ids, with
+``flatten_columns`` (the core's :func:`evb.batch.batch_from_columns`) builds a batch from
+columns. :class:`SimulatedSource` produces rising-timestamp batches for several source ids, with
 optional begin/end barriers; the demo, the ``evb-source sim`` command and the benchmarks use it.
 """
 
@@ -11,9 +11,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
 
-from evb.batch import FLAT_HEADER_BYTES, HEADER_DTYPE, INDEX_DTYPE, FragmentBatch
+from evb.batch import FragmentBatch, batch_from_columns, fixed_size_batch
 
 __all__ = ["BEGIN_BARRIER", "END_BARRIER", "SimulatedSource", "flatten_columns"]
 
@@ -21,71 +20,8 @@ BEGIN_BARRIER = 1
 END_BARRIER = 2
 
 
-def flatten_columns(
-    timestamps: npt.ArrayLike,
-    source_ids: npt.ArrayLike,
-    payloads: npt.NDArray[np.uint8] | Sequence[bytes],
-    barrier_types: npt.ArrayLike | None = None,
-    *,
-    received: float = 0.0,
-) -> FragmentBatch:
-    """A batch whose single buffer holds the fragments flattened back to back, in row order.
-
-    Args:
-        timestamps: one timestamp per fragment (ticks).
-        source_ids: one source id per fragment, or a scalar for all.
-        payloads: a 2-D uint8 array (one row per fragment, fixed size) or a list of bytes.
-        barrier_types: one barrier type per fragment, a scalar, or None for data.
-    """
-    ts = np.asarray(timestamps, dtype=np.uint64).reshape(-1)
-    n = len(ts)
-    if isinstance(payloads, np.ndarray):
-        if payloads.ndim != 2 or payloads.shape[0] != n:
-            raise ValueError(
-                f"payloads must be a 2-D array with one row per fragment ({n}), "
-                f"was shape {payloads.shape}"
-            )
-        size = int(payloads.shape[1])
-        sizes = np.full(n, size, np.int64)
-    else:
-        if len(payloads) != n:
-            raise ValueError(f"expected {n} payloads, got {len(payloads)}")
-        sizes = np.fromiter((len(p) for p in payloads), np.int64, n)
-    index = np.empty(n, INDEX_DTYPE)
-    index["timestamp"] = ts
-    index["source_id"] = np.broadcast_to(np.asarray(source_ids, dtype=np.uint32), (n,))
-    index["payload_size"] = sizes
-    index["barrier_type"] = (
-        0
-        if barrier_types is None
-        else np.broadcast_to(np.asarray(barrier_types, dtype=np.uint32), (n,))
-    )
-    index["buf"] = 0
-    index["received"] = received
-    lens = sizes + FLAT_HEADER_BYTES
-    offsets = np.zeros(n, np.int64)
-    if n:
-        np.cumsum(lens[:-1], out=offsets[1:])
-    index["offset"] = offsets
-    total = int(lens.sum())
-    buf = np.empty(total, np.uint8)
-    hdr = np.empty(n, HEADER_DTYPE)
-    for name in ("timestamp", "source_id", "payload_size", "barrier_type"):
-        hdr[name] = index[name]
-    raw = hdr.view(np.uint8).reshape(n, FLAT_HEADER_BYTES)
-    if isinstance(payloads, np.ndarray):
-        rows = buf.reshape(n, FLAT_HEADER_BYTES + size) if n else buf.reshape(0, FLAT_HEADER_BYTES)
-        rows[:, :FLAT_HEADER_BYTES] = raw
-        if size:
-            rows[:, FLAT_HEADER_BYTES:] = payloads
-    else:
-        for i, (off, p) in enumerate(zip(offsets.tolist(), payloads, strict=True)):
-            buf[off : off + FLAT_HEADER_BYTES] = raw[i]
-            if p:
-                buf[off + FLAT_HEADER_BYTES : off + FLAT_HEADER_BYTES + len(p)] = np.frombuffer(
-                    p, np.uint8
-                )
-    return FragmentBatch(index, (buf,))
+#: Build a batch from columns (the core's builder; kept under this name for the client API).
+flatten_columns = batch_from_columns
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -196,27 +132,13 @@ class SimulatedSource:
         ts = np.uint64(p.start_tick) + i * np.uint64(p.ticks_per_fragment)
         if p.jitter_ticks:
             ts = ts + self._rng.integers(0, p.jitter_ticks, n, dtype=np.uint64)
-        # Written straight into the flattened buffer: one pass over the payload bytes.
-        rec = FLAT_HEADER_BYTES + p.payload_bytes
-        buf = np.empty(n * rec, np.uint8)
-        rows = buf.reshape(n, rec)
-        rows[:, FLAT_HEADER_BYTES:] = self._filler
+        # Payloads are written in place into the flattened buffer: one pass over the bytes.
+        batch, payload = fixed_size_batch(ts, sids, p.payload_bytes)
+        payload[:] = self._filler
         if p.payload_bytes >= 12:
-            rows[:, 20:24] = sids.astype("<u4").view(np.uint8).reshape(-1, 4)
-            rows[:, 24:32] = i.astype("<u8").view(np.uint8).reshape(-1, 8)
-        index = np.empty(n, INDEX_DTYPE)
-        index["timestamp"] = ts
-        index["source_id"] = sids
-        index["payload_size"] = p.payload_bytes
-        index["barrier_type"] = 0
-        index["buf"] = 0
-        index["offset"] = np.arange(n, dtype=np.int64) * rec
-        index["received"] = 0.0
-        hdr = np.empty(n, HEADER_DTYPE)
-        for name in ("timestamp", "source_id", "payload_size", "barrier_type"):
-            hdr[name] = index[name]
-        rows[:, :FLAT_HEADER_BYTES] = hdr.view(np.uint8).reshape(n, FLAT_HEADER_BYTES)
-        return FragmentBatch(index, (buf,))
+            payload[:, 0:4] = sids.astype("<u4").view(np.uint8).reshape(-1, 4)
+            payload[:, 4:12] = i.astype("<u8").view(np.uint8).reshape(-1, 8)
+        return batch
 
     def __iter__(self) -> Iterator[FragmentBatch]:
         p = self.plan
