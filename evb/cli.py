@@ -100,6 +100,8 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
                    help="event timestamp policy (default earliest)")
     r.add_argument("--build-max-fragments", type=int, metavar="N",
                    help="most fragments per event (0: no limit)")
+    r.add_argument("--nobuild", action="store_true", default=None,
+                   help="no building (one fragment per event), also over a --config file")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -134,7 +136,10 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
             ring[key] = value
     if ring != dict(base.ring_options):
         flags["ring_options"] = tuple(ring.items())
-    return settings_from_mapping(flags, base)
+    settings = settings_from_mapping(flags, base)
+    if getattr(args, "nobuild", None):
+        settings = settings.replace(build_dt_ticks=None)
+    return settings
 
 
 async def _close_control(closer: object) -> None:

@@ -440,8 +440,11 @@ class EvbServer:
             await asyncio.wait({self._writer})
         try:
             await self.sink.close()
-        except Exception:
+        except Exception as exc:
+            # e.g. the last built event does not fit a ring slot: data was not written
             log.exception("closing the output failed")
+            if self.failed is None:
+                self.failed = exc
         for conn in list(self._all.values()):
             if conn.transport is not None:
                 conn.transport.close()
@@ -516,6 +519,8 @@ class EvbServer:
             "late": int(st["late"]),
             "duplicates": int(st["duplicates"]),
             "connections": len(self._live),
+            # the output's own figures (events built, ring waits and fill level), if it has any
+            "output": _sink_status(self.sink),
         }
 
     # ------------------------------------------------------------------ connections
@@ -679,6 +684,17 @@ class EvbServer:
             self._samples.append(
                 (now, self._frags_in, self._bytes_in, self._frags_out, self._bytes_out)
             )
+
+
+def _sink_status(sink: Sink) -> dict[str, Any]:
+    fn = getattr(sink, "status", None)
+    if not callable(fn):
+        return {}
+    try:
+        return dict(fn())
+    except Exception:
+        log.exception("output status failed")
+        return {}
 
 
 async def _cancel(task: asyncio.Task[None] | None) -> None:

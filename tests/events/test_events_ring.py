@@ -189,6 +189,11 @@ def test_full_ring_gives_xoff_then_everything_arrives(ring_name: str) -> None:
             await until(lambda: any(not f.xon for f in flow))
             status = server.status()
             await until(lambda: writer.waiting_for_space)
+            # the status shows it: XOFF, bytes in flight, the ring output waiting for a slot
+            waiting = server.status()
+            assert waiting["xoff"] is True
+            assert waiting["output"]["ring_waiting"] is True
+            assert waiting["output"]["ring_fill_level"] == 1.0
             blocked_at = sent["n"]
             # nothing is read: the source stays blocked, the ring stays full
             await asyncio.sleep(0.1)
