@@ -50,7 +50,7 @@ __all__ = [
 ]
 
 MAGIC = 0x31474E4952425645  # b"EVBRING1" little endian
-VERSION = 1
+VERSION = 2  # 2: waiter counters on cache lines of their own
 CACHE_LINE = 64
 PAGE = 4096
 MAX_GROUPS = 16
@@ -84,7 +84,7 @@ G_READY = 12
 G_WRITE_CLAIM = 13  # next sequence number a writer claims
 G_WLOCK_OWNER = 14
 G_WLOCK_GEN = 15
-G_WRITE_WAITERS = 16
+G_WRITE_WAITERS = 40  # own cache line: readers load it on every release
 G_LAST_COMMIT = 17  # highest published sequence number (observers copy it)
 G_PAUSED = 18
 G_SHUTDOWN = 19
@@ -104,7 +104,7 @@ G_DEADTIME_EVENTS = 31
 # Group table words.
 GR_ACTIVE = 0
 GR_READ_CLAIM = 1  # next sequence number a reader of the group claims
-GR_WAITERS = 2
+GR_WAITERS = 8  # own cache line (second half of the row): writers load it on every publish
 GR_LOCK_OWNER = 3
 GR_LOCK_GEN = 4
 GR_RECLAIMED = 5
