@@ -57,7 +57,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SPIN_CHECKS = 200  # cheap re-checks before a waiter sleeps on its semaphore
+SPIN_CHECKS = 50  # cheap re-checks before a waiter sleeps on its semaphore
+# then re-checks after sched_yield: a peer sharing the CPU runs first and fills/drains a few
+# slots, instead of a futex sleep + wake-up (two context switches) per slot
+SPIN_YIELDS = 100
 POLL_S = 0.02  # longest sleep of a blocked waiter before it re-checks the ring
 REAP_EVERY_S = 0.25  # how often a blocked waiter looks for dead peers
 LOCK_TIMEOUT_S = 0.5  # a lock held this long makes a waiter check its owner
@@ -1097,6 +1100,11 @@ class Writer(_Client):
                 for _ in range(SPIN_CHECKS):
                     if h[L.G_SHUTDOWN] or h[L.G_PAUSED] or ring._scan_free(w, 1):
                         break
+                else:
+                    for _ in range(SPIN_YIELDS):
+                        os.sched_yield()
+                        if h[L.G_SHUTDOWN] or h[L.G_PAUSED] or ring._scan_free(w, 1):
+                            break
                 continue
             if not waiting:
                 h[L.G_WRITE_WAITERS] += 1
@@ -1500,6 +1508,11 @@ class Reader(_Client):
                 for _ in range(SPIN_CHECKS):
                     if commit[slot] == r or h[L.G_SHUTDOWN]:
                         break
+                else:
+                    for _ in range(SPIN_YIELDS):
+                        os.sched_yield()
+                        if commit[slot] == r or h[L.G_SHUTDOWN]:
+                            break
                 continue
             if not waiting:
                 gr[gbase + L.GR_WAITERS] += 1
