@@ -10,7 +10,8 @@ evb is measured one slot per call (the mimoCoRB2-style context manager) and with
 (several slots per claim). mimoCoRB2 0.0.4 (PyPI) declares Python >= 3.12, so it is fetched with
 ``pip download --no-deps --python-version 3.12`` into ~/.cache/evb-bench (never into the repo)
 and its ``mimo_buffer.py`` (numpy-only) is loaded from the unpacked wheel. Printed figures are
-medians over ``--runs`` runs; nothing is asserted.
+medians over ``--runs`` runs, the cases taking turns (run 1 of every case, then run 2, ...)
+so that both systems see the same background load; nothing is asserted.
 
     .venv/bin/python benchmarks/bench_ring.py [--runs 5] [--quick]
 """
@@ -239,10 +240,6 @@ def run_evb(n: int, large: bool, batch: int) -> float:
 # ------------------------------------------------------------------------------ main
 
 
-def median_rate(fn: Any, runs: int, *args: Any) -> float:
-    return statistics.median(fn(*args) for _ in range(runs))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5)
@@ -267,12 +264,27 @@ def main() -> None:
     else:
         print(f"mimoCoRB2 {MIMO_VERSION}: {where}")
 
-    small_single = median_rate(run_evb, runs, n_small_evb_single, False, 1)
-    small_batch = median_rate(run_evb, runs, n_small_evb_batch, False, 256)
-    small_mimo = median_rate(run_mimo, runs, mb, n_small_mimo, False) if mb else float("nan")
-    large_single = median_rate(run_evb, runs, n_large_evb, True, 1)
-    large_batch = median_rate(run_evb, runs, n_large_evb, True, 8)
-    large_mimo = median_rate(run_mimo, runs, mb, n_large_mimo, True) if mb else float("nan")
+    # round robin: run k of every case before run k+1 of any, so that evb and mimoCoRB2 see
+    # the same background load (the machine may be shared)
+    cases: dict[str, tuple[Any, tuple[Any, ...]]] = {
+        "small_single": (run_evb, (n_small_evb_single, False, 1)),
+        "small_mimo": (run_mimo, (mb, n_small_mimo, False)),
+        "small_batch": (run_evb, (n_small_evb_batch, False, 256)),
+        "large_single": (run_evb, (n_large_evb, True, 1)),
+        "large_mimo": (run_mimo, (mb, n_large_mimo, True)),
+        "large_batch": (run_evb, (n_large_evb, True, 8)),
+    }
+    if mb is None:
+        del cases["small_mimo"], cases["large_mimo"]
+    rates: dict[str, list[float]] = {key: [] for key in cases}
+    for _ in range(runs):
+        for key, (fn, fn_args) in cases.items():
+            rates[key].append(fn(*fn_args))
+    med = {key: statistics.median(values) for key, values in rates.items()}
+    nan = float("nan")
+    small_single, small_batch = med["small_single"], med["small_batch"]
+    large_single, large_batch = med["large_single"], med["large_batch"]
+    small_mimo, large_mimo = med.get("small_mimo", nan), med.get("large_mimo", nan)
 
     def line(label: str, evb: float, mimo: float, per: str, gb: bool) -> None:
         extra = f" ({evb * slot_bytes / 1e9:.2f} GB/s)" if gb else ""
