@@ -1042,12 +1042,14 @@ class Writer(_Client):
         self._ggen = -1
         self._roffs: tuple[int, ...] = ()
         self._wake: tuple[tuple[int, Any], ...] = ()
+        self._roff1 = -1  # the one active group's released-row offset (-1: not exactly one)
 
     def _refresh_groups(self) -> None:
         ring = self._ring
         act = ring._active_groups()
         n = self._n
         self._roffs = tuple(g * n for g in act)
+        self._roff1 = act[0] * n if len(act) == 1 else -1
         self._wake = tuple((g * L.GROUP_WORDS + L.GR_WAITERS, ring._gbells[g]) for g in act)
         self._ggen = ring._groups_gen
 
@@ -1162,10 +1164,16 @@ class Writer(_Client):
                 slot = w % n
                 need = w - n
                 rel = self._released
-                for off in self._roffs:
-                    if rel[off + slot] < need:
-                        break
+                roff = self._roff1
+                if roff >= 0:  # one group (the common case): no loop
+                    free = rel[roff + slot] >= need
                 else:
+                    free = True
+                    for off in self._roffs:
+                        if rel[off + slot] < need:
+                            free = False
+                            break
+                if free:
                     cl = self._cl
                     base = self._base
                     cl[base + _CL_HELD_LO] = w
@@ -1198,6 +1206,8 @@ class Writer(_Client):
         self._dead = 0.0
         seq, m = self._claim(1, timeout)
         if m:
+            if self._h[_G_GROUPS_GEN] != self._ggen:
+                self._refresh_groups()  # after the claim: includes every group it waited for
             slot = seq % self._ring._n
             self._cur = seq
             q = self._ring._meta_q
@@ -1237,8 +1247,8 @@ class Writer(_Client):
         cl = self._cl
         cl[base + _CL_HELD_LO] = seq + 1
         cl[base + _CL_COUNT] += 1
-        if h[_G_GROUPS_GEN] != self._ggen:
-            self._refresh_groups()
+        # _wake holds every group active at our claim (refreshed under the writer lock or right
+        # after a slow claim); a group added later starts after our sequence number
         gr = self._gr
         for wi, bell in self._wake:  # ring a group's bell only if one of its readers sleeps
             waiters = gr[wi]

@@ -141,3 +141,37 @@ def test_client_used_after_fork_registers_in_child(ring_name: str, tmp_path: Pat
     assert len(child) == 1 and child[0].role == "writer" and child[0].count == 5
     ring.reap(force=True)  # the child left through os._exit: its row goes with the reaper
     assert all(c.pid == os.getpid() for c in ring.clients())
+
+
+def _latencies(name: str, out_path: str) -> None:
+    ring = RingBuffer.attach(name)
+    r = ring.reader()
+    lat = []
+    while True:
+        with r as (meta, data):
+            if data is None:
+                break
+            lat.append(time.time() - float(meta["timestamp"][0]))
+    np.save(out_path, np.array(lat))
+
+
+def test_sleeping_reader_is_woken_by_fast_path_publish(ring_name: str, tmp_path: Path) -> None:
+    """A reader asleep on its bell gets each slot at once, not at its 20 ms poll."""
+    ring = RingBuffer.create(ring_name, slot_count=8, data_length=1, data_dtype=H.DTYPE)
+    out = tmp_path / "lat.npy"
+    p = mp.get_context("fork").Process(target=_latencies, args=(ring_name, str(out)))
+    p.start()
+    w = ring.writer()
+    time.sleep(0.2)
+    gaps = np.random.default_rng(1).uniform(0.021, 0.049, 25)  # not in phase with POLL_S
+    for i in range(25):
+        time.sleep(gaps[i])  # the reader spins, yields, then sleeps on its bell
+        with w as (_m, d):
+            d["seq"] = i
+    ring.shutdown()
+    p.join(20)
+    assert p.exitcode == 0
+    lat = np.load(out)
+    assert len(lat) == 25
+    # without the wake-up a slot waits for the reader's next poll: median ~10 ms (POLL_S 20 ms)
+    assert float(np.median(lat)) < 0.005, lat
