@@ -1,8 +1,15 @@
-"""``evb-demo``: order (and build) a simulated multi-source stream in-process, print statistics.
+"""``evb-demo``: simulated sources -> evb-server -> ring -> evb-workers, with live statistics.
 
-This is the quickest look at what the orderer does: several simulated sources send interleaved
-batches with jittered timestamps and begin/end barriers; the orderer merges them, the event
-builder groups them, and the NSCLDAQ-style statistics are printed at the end.
+By default it runs the whole product on its embedded defaults, as separate processes: an
+``evb-server`` that builds events into a shared-memory ring (with its Tcl control socket), an
+``evb-workers`` pipeline that unpacks the built events into typed rows and saves them as CSV,
+and two ``evb-source sim`` clients (four source ids, begin/end barriers). It prints the EVB's
+statistics while data flows (read through the control socket, as ``evb-shell --attach`` does),
+stops the server as a user would (SIGINT: flush, write, shut the ring down), lets the pipeline
+drain, and checks that every fragment sent reached the CSV file.
+
+``evb-demo --inprocess`` instead orders and builds a simulated stream inside one process and
+prints the statistics: the quickest look at the ordering core alone.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -99,21 +107,46 @@ def _consume(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="evb-demo", description=__doc__)
-    ap.add_argument("--sources", type=int, default=4, help="simulated sources (default 4)")
-    ap.add_argument("--count", type=int, default=250_000, help="fragments per source")
+    ap = argparse.ArgumentParser(prog="evb-demo", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--inprocess", action="store_true",
+                    help="order and build in this process only (no server, ring or workers)")
+    ap.add_argument("--sources", type=int, default=4, help="simulated source ids (default 4)")
+    ap.add_argument("--count", type=int, default=None,
+                    help="fragments per source (default 50,000; in-process 250,000)")
     ap.add_argument("--payload-bytes", type=int, default=32)
     ap.add_argument("--batch", type=int, default=1000, help="fragments per source message")
-    ap.add_argument("--build-dt", type=int, default=50, help="event window in ticks (0: nobuild)")
+    ap.add_argument("--build-dt", type=int, default=100, help="event window in ticks")
+    ap.add_argument("--rate", type=float, default=0.0,
+                    help="fragments/s per source client (0: as fast as possible)")
+    ap.add_argument("--run-dir", help="where the demo writes (default runs/demo-<time>)")
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args(argv)
+    if not args.inprocess:
+        from evb.demo_pipeline import DemoPlan, main_pipeline
+
+        ids = list(range(1, args.sources + 1))
+        half = (len(ids) + 1) // 2
+        groups = tuple(tuple(g) for g in (ids[:half], ids[half:]) if g)
+        run_dir = Path(args.run_dir or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}")
+        return main_pipeline(
+            DemoPlan(
+                run_dir=run_dir.resolve(),
+                sources=groups,
+                count=args.count or 50_000,
+                payload_bytes=args.payload_bytes,
+                rate_hz=args.rate,
+                build_dt=args.build_dt,
+            )
+        )
+    count = args.count or 250_000
     print(
-        f"evb demo: {args.sources} simulated sources x {args.count:,} fragments "
+        f"evb demo: {args.sources} simulated sources x {count:,} fragments "
         f"({args.payload_bytes}-byte payloads, {args.batch} per message), ordered in-process"
     )
     r = run_inprocess(
         sources=args.sources,
-        count=args.count,
+        count=count,
         payload_bytes=args.payload_bytes,
         batch=args.batch,
         dt=args.build_dt,

@@ -467,14 +467,17 @@ class Orderer:
         if not heads:
             self._round = None
             return None
-        live = {q.sid for q in self._ordered if not q.dead}
+        # Sources still expected to contribute: the live ones, and dead ones whose queue still
+        # holds a barrier (a source that sent its barrier and then closed still takes part).
+        expected = {q.sid for q in self._ordered if not q.dead or q.has_barrier_queued()}
         if self._round is None:
-            self._round = set(live)
+            self._round = set(expected)
         present = {q.sid for q in heads}
-        required = self._round | live
+        required = self._round | expected
         if required <= present:
             complete = True
-        elif {s for s in required if not self._queues[s].dead} <= present or force:
+        elif (required & expected) <= present or force:
+            # Only sources that died with nothing more to contribute are missing.
             complete = False
         else:
             oldest = min(

@@ -147,6 +147,12 @@ class SourceQueue:
         seg = self.segments[0]
         return len(seg.barriers) > 0 and seg.next_barrier() == seg.start
 
+    def has_barrier_queued(self) -> bool:
+        """True if a barrier is anywhere in the queue."""
+        return any(
+            len(seg.barriers) and seg.next_barrier() < len(seg.ts) for seg in self.segments
+        )
+
     def head_ts(self) -> int:
         seg = self.head_segment()
         return int(seg.ts[seg.start]) if seg is not None else 0

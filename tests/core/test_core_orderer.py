@@ -564,3 +564,23 @@ def test_empty_message_is_accepted_and_revives() -> None:
     assert not o.is_dead(1)
     assert o.stats().messages_in == 1
     assert o.stats().fragments_in == 0
+
+
+def test_source_that_closed_after_queueing_its_barrier_still_takes_part() -> None:
+    """Regression: a source whose connection closed while its end barrier was still queued
+    behind data must not be left out of that barrier (seen in the demo as split groups)."""
+    o = Orderer()
+    for sid in (1, 2, 3):
+        o.bind(f"c{sid}", [sid], 0.0)
+    o.submit(batch(frag(1, 10), frag(1, 100, barrier=2)), now=0.0, connection="c1")
+    o.submit(batch(frag(2, 50), frag(2, 100, barrier=2)), now=0.0, connection="c2")
+    assert o.poll(0.0).batches == []  # source 3 is live and empty: window mode holds all
+    # 2 closes while its barrier is still behind its data; 3 (empty) keeps the window mode.
+    out = o.mark_connection_dead("c2", 1.0)
+    assert timestamps(out) == []
+    # 3 closes with nothing sent: 1 and 2 decide the mark, 1 reaches its barrier first, and
+    # 2 (dead, barrier still queued) must still take part in it.
+    out.extend(o.mark_connection_dead("c3", 1.0))
+    assert timestamps(out) == [10, 50, 100, 100]
+    notes = [n for n in out.notifications if isinstance(n, BarrierComplete | BarrierIncomplete)]
+    assert notes == [BarrierComplete(barriers=((1, 2), (2, 2)))]
