@@ -8,7 +8,8 @@ fragment; the sink's ``data_dtype`` (from the YAML setup) picks the columns by n
 ``event_timestamp``       the event's timestamp (builder policy)
 ``event``                 event number, counted from 0 by this worker process
 ``n_fragments``           fragments in the event (every row of the event)
-``timestamp``             the fragment's timestamp
+``fragment_timestamp``    the fragment's timestamp (not ``timestamp``: the csv exporter
+                          already has the slot metadata's ``timestamp`` column)
 ``source_id``             the fragment's source id
 ``barrier_type``          0 for data; 1 begin run, 2 end run... for a barrier event
 ``payload_size``          payload bytes of the fragment
@@ -39,7 +40,7 @@ HEADER_COLUMNS = (
     "event_timestamp",
     "event",
     "n_fragments",
-    "timestamp",
+    "fragment_timestamp",
     "source_id",
     "barrier_type",
     "payload_size",
@@ -133,7 +134,7 @@ class EventUnpacker:
             "event_timestamp": ets[f_ev][sel],
             "event": (self.events_seen + new_ev[f_ev])[sel],
             "n_fragments": kept_counts[f_ev][sel],
-            "timestamp": kidx["timestamp"],
+            "fragment_timestamp": kidx["timestamp"],
             "source_id": kidx["source_id"],
             "barrier_type": kidx["barrier_type"],
             "payload_size": kidx["payload_size"],

@@ -241,6 +241,8 @@ def test_evb_workers_pipeline_consumes_built_events(
     assert all(r["n_fragments"] == "3" for r in data)
     assert sorted({int(r["event"]) for r in data}) == list(range(3, 2003))
     assert all(r["sim_source"] == r["source_id"] for r in data)
+    assert all(0 <= int(r["fragment_timestamp"]) - int(r["event_timestamp"]) <= 100
+               for r in data)
     idx = sorted(int(r["sim_index"]) for r in data if r["source_id"] == "2")
     assert idx == list(range(2000))
     bars = [r for r in real if r["barrier_type"] != "0"]

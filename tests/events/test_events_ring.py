@@ -298,3 +298,32 @@ def test_ring_name_of_a_running_evb_is_refused_and_sinks_compose(
         built.set_build("dt", "x")
     run_checked(built.close())
     run_checked(flat.close())
+
+
+def test_unpacker_filters_sources_barriers_and_overflow() -> None:
+    from evb.eventfmt import pack_slot
+    from ringbuffer.errors import WorkerError
+    from ringbuffer.functions.evb_events import EventUnpacker
+    from ringbuffer.setup import SetupError
+
+    frags = [Fragment(timestamp=1, source_id=1, barrier_type=1)]
+    frags += [Fragment(timestamp=100 * i + s, source_id=s, payload=bytes([s, i]))
+              for i in range(1, 4) for s in (1, 2, 3)]
+    sink = BuildingSink([], BuildConfig(build=True, dt_ticks=10))
+    ev = concat_events([sink.builder.feed(build_batch(frags)), sink.builder.flush()])
+    slot = np.zeros(4096, np.uint8)
+    pack_slot(ev, slot, built=True)
+    out = np.dtype([("event", "i8"), ("source_id", "u4"), ("fragment_timestamp", "u8"),
+                    ("a", "u1"), ("b", "u1")])
+    pay = np.dtype([("a", "u1"), ("b", "u1")])
+    rows = EventUnpacker(out, 2, payload_dtype=pay, barriers=False, sources=[3, 1]).unpack(slot)
+    assert rows.shape == (3, 2)
+    assert rows["source_id"].tolist() == [[1, 3]] * 3
+    assert rows["b"].tolist() == [[1, 1], [2, 2], [3, 3]]
+    assert rows["fragment_timestamp"][:, 1].tolist() == [103, 203, 303]
+    with pytest.raises(WorkerError, match="has 3 fragments, the sink holds 2 rows"):
+        EventUnpacker(out, 2, payload_dtype=pay).unpack(slot)
+    cut = EventUnpacker(out, 2, payload_dtype=pay, overflow="truncate").unpack(slot)
+    assert cut.shape == (4, 2) and cut["event"][:, 0].tolist() == [0, 1, 2, 3]
+    with pytest.raises(SetupError, match="neither event columns"):
+        EventUnpacker(np.dtype([("adc", "u2")]), 2)
