@@ -19,8 +19,13 @@ import numpy as np
 from evb.batch import FragmentBatch
 from evb.builder import BuildConfig, EventBuilder
 from evb.recording import EventFileWriter
-from evb.ringsink import BuildingSink, EventRingReader, RingEventWriter, RingOptions
-from evb.ringsink import create_event_ring
+from evb.ringsink import (
+    BuildingSink,
+    EventRingReader,
+    RingEventWriter,
+    RingOptions,
+    create_event_ring,
+)
 from sources.simulated import SimulatedSource
 
 N_PER_SOURCE = 200_000
