@@ -173,8 +173,10 @@ def test_record_dump_replay_from_the_command_line(
         _run_sims(procs, srv.port, plans)
         assert srv.stop() == 0, srv.log()
         srv2 = Server(procs, tmp_path, "--output", str(second), *build)
+        # the fragment stream is replayed paced by its timestamps (300000 ticks: 30 ms)
+        pace = [] if build else ["--ticks-per-second", "1e7"]
         rp = subprocess.Popen([str(VENV_BIN / "evb-source"), "replay", str(first),
-                               "--port", str(srv2.port), "--batch", "777"],
+                               "--port", str(srv2.port), "--batch", "777", *pace],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         procs.append(rp)
         assert "replayed 9006 fragments" in _finish(rp)
