@@ -8,8 +8,8 @@ fragment; the sink's ``data_dtype`` (from the YAML setup) picks the columns by n
 ``event_timestamp``       the event's timestamp (builder policy)
 ``event``                 event number, counted from 0 by this worker process
 ``n_fragments``           fragments in the event (every row of the event)
-``fragment_timestamp``    the fragment's timestamp (not ``timestamp``: the csv exporter
-                          already has the slot metadata's ``timestamp`` column)
+``fragment_timestamp``    the fragment's timestamp (``timestamp`` works too, but the csv
+                          exporter then shows two ``timestamp`` columns: slot and fragment)
 ``source_id``             the fragment's source id
 ``barrier_type``          0 for data; 1 begin run, 2 end run... for a barrier event
 ``payload_size``          payload bytes of the fragment
@@ -41,6 +41,7 @@ HEADER_COLUMNS = (
     "event",
     "n_fragments",
     "fragment_timestamp",
+    "timestamp",
     "source_id",
     "barrier_type",
     "payload_size",
@@ -135,6 +136,7 @@ class EventUnpacker:
             "event": (self.events_seen + new_ev[f_ev])[sel],
             "n_fragments": kept_counts[f_ev][sel],
             "fragment_timestamp": kidx["timestamp"],
+            "timestamp": kidx["timestamp"],
             "source_id": kidx["source_id"],
             "barrier_type": kidx["barrier_type"],
             "payload_size": kidx["payload_size"],
