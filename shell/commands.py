@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from evb.builder import BUILD_NAMES
 from evb.config import CONFIG_NAMES
 from evb.errors import EvbError
 from evb.orderer import Orderer
@@ -491,10 +492,40 @@ def _check_config_name(cname: str) -> None:
         )
 
 
+def _builder_of(ctx: Context) -> Any:
+    """The service's event-building output stage (a ``BuildingSink``), or a clear error."""
+    sink = getattr(ctx.service, "sink", None)
+    if sink is None or not callable(getattr(sink, "set_build", None)):
+        raise CommandError(
+            "event building is off in this EVB: start it with --build-dt TICKS or --ring NAME"
+        )
+    return sink
+
+
+def _config_build(ctx: Context, name: str, args: Sequence[str]) -> TclValue:
+    """``EVB::config set build NAME VALUE`` / ``EVB::config get build NAME``."""
+    sub = args[0]
+    want = 4 if sub == "set" else 3
+    if len(args) != want:
+        raise wrong_args(f"{name} {sub} build", "name value" if sub == "set" else "name")
+    if args[2] not in BUILD_NAMES:
+        raise CommandError(
+            f'Invalid build parameter "{args[2]}": must be {_choices(tuple(BUILD_NAMES))}'
+        )
+    sink = _builder_of(ctx)
+    if sub == "set":
+        sink.set_build(args[2], args[3])
+        return ""
+    value = sink.get_build(args[2])
+    return int(value) if isinstance(value, bool) else value
+
+
 def _config(ctx: Context, name: str, args: Sequence[str]) -> TclValue:
     if not args:
         raise wrong_args(name, "set name value | get name")
     sub = args[0]
+    if sub in ("set", "get") and len(args) >= 2 and args[1] == "build":
+        return _config_build(ctx, name, args)
     if sub == "set":
         if len(args) != 3:
             raise wrong_args(f"{name} set", "name value")
@@ -685,11 +716,14 @@ def build_registry() -> CommandRegistry:
     r.add(Command(
         name="EVB::config",
         subcommands=("set", "get"),
-        usage="set name value | get name",
+        usage="set name value | get name | set build name value | get build name",
         summary="set or get a setting",
         help="Names: `window` (float > 0, seconds), `XoffThreshold`, `XonThreshold` (payload"
         " bytes), `perQXoffThreshold`, `perQXonThreshold` (fragments), `sourceTimeout`"
-        " (seconds, 0 = never).",
+        " (seconds, 0 = never). Event building (when the EVB builds: `--build-dt` or `--ring`):"
+        " `set build dt TICKS`, `set build maxFragments N` (0 = no limit),"
+        " `set build timestampPolicy earliest|latest|average`, `set build build 0|1`"
+        " (0 = nobuild); `get build NAME`.",
         result="set: empty; get: the value",
         handler=_config,
     ))
