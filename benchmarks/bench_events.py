@@ -1,4 +1,4 @@
-"""Throughput of the event stages (run by hand: ``python examples/evb_pipeline/bench_events.py``).
+"""Throughput of the event stages (run by hand: ``python benchmarks/bench_events.py``).
 
 Prints medians over repeats of: building alone, building into a ring drained by a consumer
 thread (EventRingReader), building into a built-event file. Ordered input: 3 sources, 32-byte
