@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import stat
@@ -31,6 +30,7 @@ from evb.eventfmt import (
     event_file_header,
     parse_event_stream,
 )
+from evb.sinks import writable as _writable
 from evb.wire import parse_fragments
 
 __all__ = [
@@ -48,21 +48,6 @@ RecordingKind = Literal["events", "fragments"]
 
 class RecordingError(EvbError):
     """A recorded file is unreadable or corrupt."""
-
-
-async def _writable(fd: int) -> None:
-    loop = asyncio.get_running_loop()
-    ready: asyncio.Future[None] = loop.create_future()
-
-    def on_ready() -> None:
-        if not ready.done():
-            ready.set_result(None)
-
-    loop.add_writer(fd, on_ready)
-    try:
-        await ready
-    finally:
-        loop.remove_writer(fd)
 
 
 class EventFileWriter:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evb.config import OrdererConfig
+from evb.config import CONFIG_FIELDS, OrdererConfig
 from evb.errors import ConfigError
 from evb.wire import DEFAULT_MAX_MESSAGE_BYTES
 
@@ -107,15 +107,7 @@ class ServerSettings:
 
 
 #: EVB::config spellings accepted in YAML as aliases of the field names.
-_ALIASES: dict[str, str] = {
-    "window": "window_s",
-    "XoffThreshold": "xoff_bytes",
-    "XonThreshold": "xon_bytes",
-    "perQXoffThreshold": "perq_xoff_fragments",
-    "perQXonThreshold": "perq_xon_fragments",
-    "sourceTimeout": "source_timeout_s",
-    "ring": "ring_options",
-}
+_ALIASES: dict[str, str] = {**CONFIG_FIELDS, "ring": "ring_options"}
 
 _FIELD_TYPES: dict[str, str] = {
     "host": "str",

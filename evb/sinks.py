@@ -98,7 +98,8 @@ def _advance(pieces: list[memoryview], i: int, chunk: list[memoryview], done: in
     return i
 
 
-async def _writable(fd: int) -> None:
+async def writable(fd: int) -> None:
+    """Wait until the non-blocking file descriptor ``fd`` can be written."""
     loop = asyncio.get_running_loop()
     ready: asyncio.Future[None] = loop.create_future()
 
@@ -187,7 +188,7 @@ class FileSink:
             try:
                 done = os.writev(fd, chunk)
             except BlockingIOError:
-                await _writable(fd)
+                await writable(fd)
                 continue
             i = _advance(pieces, i, chunk, done)
 
