@@ -39,31 +39,44 @@ HEADER_DTYPE = np.dtype(
 #: One row per fragment: the wire header fields plus where the fragment lives and when it came.
 INDEX_DTYPE = np.dtype(
     [
+        # The first 20 bytes are the wire header, byte for byte: decoding copies them as a block.
         ("timestamp", "<u8"),
-        ("offset", "<i8"),
-        ("received", "<f8"),
         ("source_id", "<u4"),
         ("payload_size", "<u4"),
         ("barrier_type", "<u4"),
         ("buf", "<u4"),
+        ("offset", "<i8"),
+        ("received", "<f8"),
     ]
 )
-# Gathers and joins of rows go through an opaque 40-byte view: numpy copies those as raw
-# bytes, ten times faster than field-by-field structured copies.
-_ROW = np.dtype((np.void, INDEX_DTYPE.itemsize))
+assert INDEX_DTYPE.itemsize == 40 and INDEX_DTYPE.fields is not None
+assert INDEX_DTYPE.fields["offset"][1] % 8 == 0 and INDEX_DTYPE.fields["received"][1] % 8 == 0
+# Gathers and joins of rows go through a view of each row as five 64-bit words: numpy copies
+# those as plain integers, several times faster than structured (field-by-field) copies.
+_ROW_WORDS = INDEX_DTYPE.itemsize // 8
+
+
+def _words(index: np.ndarray) -> npt.NDArray[np.uint64]:
+    """The rows of an INDEX_DTYPE array as (n, 5) uint64 words (a view when possible)."""
+    if not index.flags.c_contiguous:
+        index = np.ascontiguousarray(index)
+    return index.view(np.uint64).reshape(-1, _ROW_WORDS)
 
 
 def take_rows(
     index: np.ndarray, rows: npt.NDArray[np.integer] | npt.NDArray[np.bool_]
 ) -> np.ndarray:
     """``index[rows]`` for INDEX_DTYPE arrays, fast."""
-    out: np.ndarray = np.ascontiguousarray(index).view(_ROW)[rows].view(INDEX_DTYPE)
+    if rows.dtype == np.bool_:
+        rows = np.flatnonzero(rows)
+    out: np.ndarray = np.take(_words(index), rows, axis=0).view(INDEX_DTYPE).reshape(-1)
     return out
 
 
 def concat_rows(parts: Sequence[np.ndarray]) -> np.ndarray:
     """``np.concatenate(parts)`` for INDEX_DTYPE arrays, fast."""
-    return np.concatenate([np.ascontiguousarray(p).view(_ROW) for p in parts]).view(INDEX_DTYPE)
+    out: np.ndarray = np.concatenate([_words(p) for p in parts]).view(INDEX_DTYPE).reshape(-1)
+    return out
 
 
 U8Array = npt.NDArray[np.uint8]
@@ -181,14 +194,13 @@ class FragmentBatch:
         if all(b.buffers is first for b in batches):
             return FragmentBatch(concat_rows([b.index for b in batches]), first)
         index = concat_rows([b.index for b in batches])
+        counts = [len(b.buffers) for b in batches]
+        before = np.cumsum(counts) - counts
+        # One vector op renumbers the buffers of every batch after the first.
+        index["buf"] += np.repeat(before.astype(np.uint32), [len(b) for b in batches])
         buffers: list[U8Array] = []
-        pos = 0
         for b in batches:
-            n = len(b)
-            if buffers:
-                index["buf"][pos : pos + n] += len(buffers)
             buffers.extend(b.buffers)
-            pos += n
         return FragmentBatch(index, tuple(buffers))
 
     def compact(self) -> FragmentBatch:

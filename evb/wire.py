@@ -17,7 +17,6 @@ import numpy as np
 
 from evb.batch import (
     FLAT_HEADER_BYTES,
-    HEADER_DTYPE,
     INDEX_DTYPE,
     Fragment,
     FragmentBatch,
@@ -47,6 +46,12 @@ __all__ = [
 ]
 
 MESSAGE_HEADER_BYTES = 8
+# The 20 wire-header bytes as one opaque field, in the index rows and in the received body
+# (copied as raw 20-byte blocks: several times faster than field-by-field).
+_WIRE_HEAD = np.dtype((np.void, FLAT_HEADER_BYTES))
+_INDEX_HEAD = np.dtype(
+    {"names": ["head"], "formats": [_WIRE_HEAD], "offsets": [0], "itemsize": INDEX_DTYPE.itemsize}
+)
 DESCRIPTION_BYTES = 80
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 _HEADER = struct.Struct("<II")
@@ -249,7 +254,7 @@ def parse_fragments(
                 f"a header needs {FLAT_HEADER_BYTES}",
                 offset=stream_offset + pos,
             )
-        size = int(buf[pos + 12 : pos + 16].view("<u4")[0])
+        (size,) = _U32.unpack_from(buf.data, pos + 12)
         rec_len = FLAT_HEADER_BYTES + size
         if rec_len > remaining:
             raise RemoteProtocolError(
@@ -258,18 +263,19 @@ def parse_fragments(
                 offset=stream_offset + pos,
             )
         k = min(remaining // rec_len, lookahead)
-        recs = np.ndarray((k,), HEADER_DTYPE, buf, pos, (rec_len,))
+        # Copy the k candidate headers as one 20-byte block per row (the index starts with the
+        # wire header's layout), then keep the leading run of equal-sized fragments.
+        piece = np.empty(k, INDEX_DTYPE)
+        piece.view(_INDEX_HEAD)["head"] = np.ndarray((k,), _WIRE_HEAD, buf, pos, (rec_len,))
         if k > 1:
-            bad = np.flatnonzero(recs["payload_size"] != size)
-            run = k if len(bad) == 0 else int(bad[0])
+            sizes = piece["payload_size"]
+            if sizes[-1] != size or (sizes != size).any():
+                run = int(np.argmax(sizes != size))
+                piece = piece[:run]
+            else:
+                run = k
         else:
             run = 1
-        piece = np.empty(run, INDEX_DTYPE)
-        src = recs[:run]
-        piece["timestamp"] = src["timestamp"]
-        piece["source_id"] = src["source_id"]
-        piece["payload_size"] = size
-        piece["barrier_type"] = src["barrier_type"]
         piece["offset"] = np.arange(pos, pos + run * rec_len, rec_len, dtype=np.int64)
         pieces.append(piece)
         pos += run * rec_len
