@@ -399,8 +399,14 @@ class Orderer:
             if not limits:
                 return None
             limit = min(x for x in limits if x is not None)
+            # Cheap exit (most polls): nothing queued is at or below the mark.
+            if all(q.head_ts() > limit for q in queues):
+                return None
         else:
             cutoff = now - self.config.window_s
+            # Cheap exit: no queue's head has waited the window yet.
+            if all(not q.depth or q.segments[0].received_min > cutoff for q in queues):
+                return None
         pieces: list[FragmentBatch] = []
         tss: list[npt.NDArray[np.uint64]] = []
         late_total = 0
