@@ -18,6 +18,28 @@ import numpy.typing as npt
 from evb.batch import NULL_TIMESTAMP, FragmentBatch
 from evb.config import OrdererConfig
 from evb.notify import BarrierComplete, BarrierIncomplete, FlowChange, LateFragment, Notification
+from evb.orderer_stats import (
+    O_BC,
+    O_BI,
+    O_BYTES_IN,
+    O_BYTES_OUT,
+    O_DUPS,
+    O_FRAGS_IN,
+    O_FRAGS_OUT,
+    O_HWM,
+    O_LATE,
+    O_LATE_WORST,
+    O_MAX_BATCH,
+    O_MSGS_IN,
+    O_NULLS,
+    O_OO,
+    O_PASSES,
+    O_PQXOFF,
+    O_XOFF,
+    ORDERER_SCHEMA,
+    BarrierTotals,
+    OrdererStatistics,
+)
 from evb.queues import (
     S_BARRIERS,
     S_BYTES_IN,
@@ -34,45 +56,9 @@ from evb.queues import (
     S_XOFF,
     SourceQueue,
 )
-from evb.stats import StatMode, Stats, StatsSchema, StatsSnapshot
+from evb.stats import Stats
 
 __all__ = ["ORDERER_SCHEMA", "Orderer", "Output"]
-
-ORDERER_SCHEMA = StatsSchema(
-    [
-        ("fragments_in", StatMode.COUNTER),
-        ("bytes_in", StatMode.COUNTER),
-        ("messages_in", StatMode.COUNTER),
-        ("fragments_out", StatMode.COUNTER),
-        ("bytes_out", StatMode.COUNTER),
-        ("late", StatMode.COUNTER),
-        ("late_worst", StatMode.MAXIMUM),
-        ("duplicates", StatMode.COUNTER),
-        ("out_of_order", StatMode.COUNTER),
-        ("null_timestamps", StatMode.COUNTER),
-        ("barriers_complete", StatMode.COUNTER),
-        ("barriers_incomplete", StatMode.COUNTER),
-        ("xoff_episodes", StatMode.COUNTER),
-        ("perq_xoff_episodes", StatMode.COUNTER),
-        ("passes", StatMode.COUNTER),
-        ("max_batch", StatMode.MAXIMUM),
-        ("queued_bytes_hwm", StatMode.MAXIMUM),
-        ("queued_fragments", StatMode.GAUGE),
-        ("queued_bytes", StatMode.GAUGE),
-        ("inflight_bytes", StatMode.GAUGE),
-        ("sources", StatMode.GAUGE),
-        ("dead_sources", StatMode.GAUGE),
-        ("xoff", StatMode.GAUGE),
-    ]
-)
-_I = ORDERER_SCHEMA.get_stat_index
-O_FRAGS_IN, O_BYTES_IN, O_MSGS_IN = _I("fragments_in"), _I("bytes_in"), _I("messages_in")
-O_FRAGS_OUT, O_BYTES_OUT = _I("fragments_out"), _I("bytes_out")
-O_LATE, O_LATE_WORST = _I("late"), _I("late_worst")
-O_DUPS, O_OO = _I("duplicates"), _I("out_of_order")
-O_NULLS, O_BC, O_BI = _I("null_timestamps"), _I("barriers_complete"), _I("barriers_incomplete")
-O_XOFF, O_PQXOFF, O_PASSES = _I("xoff_episodes"), _I("perq_xoff_episodes"), _I("passes")
-O_MAX_BATCH, O_HWM = _I("max_batch"), _I("queued_bytes_hwm")
 
 _U64 = np.uint64
 
@@ -102,16 +88,7 @@ class Output:
         return FragmentBatch.concat(self.batches)
 
 
-@dataclass(slots=True)
-class _BarrierTotals:
-    count: int = 0
-    homogeneous: int = 0
-    heterogeneous: int = 0
-    by_type: dict[int, int] = field(default_factory=dict)  # complete: type -> fragments
-    by_missing: dict[int, int] = field(default_factory=dict)  # incomplete: n missing -> times
-
-
-class Orderer:
+class Orderer(OrdererStatistics):
     """Timestamp-ordering of fragments from many sources (NSCLDAQ's EvbOrderer semantics).
 
     Args:
@@ -126,8 +103,8 @@ class Orderer:
         self._connections: dict[str, list[int]] = {}
         self._last_seen: dict[str, float] = {}
         self._stats = Stats(ORDERER_SCHEMA)
-        self._complete = _BarrierTotals()
-        self._incomplete = _BarrierTotals()
+        self._complete = BarrierTotals()
+        self._incomplete = BarrierTotals()
         self._has_emitted = False
         self._emitted_max = 0
         self._newest = 0  # highest timestamp received since start/reset
@@ -580,11 +557,6 @@ class Orderer:
 
     # ------------------------------------------------------------------ flow control
     @property
-    def inflight_bytes(self) -> int:
-        """Payload bytes queued plus emitted but not yet reported written."""
-        return self._queued_bytes + self._unwritten_bytes
-
-    @property
     def unwritten_bytes(self) -> int:
         return self._unwritten_bytes
 
@@ -658,126 +630,6 @@ class Orderer:
             q.has_last = False
             q.last_ts = 0
             q.max_ts = 0
-
-    # ------------------------------------------------------------------ statistics
-    def stats(self) -> StatsSnapshot:
-        """Overall statistics (counters since the last clear; gauges now)."""
-        s = self._stats
-        s.set(_I("queued_fragments"), self._queued_fragments)
-        s.set(_I("queued_bytes"), self._queued_bytes)
-        s.set(_I("inflight_bytes"), self.inflight_bytes)
-        s.set(_I("sources"), len(self._ordered))
-        s.set(_I("dead_sources"), sum(q.dead for q in self._ordered))
-        s.set(_I("xoff"), int(self.xoff))
-        return s.snapshot()
-
-    def source_stats(self, source_id: int) -> StatsSnapshot:
-        """Statistics of one source. Unknown ids raise KeyError."""
-        return self._queues[source_id].stats.snapshot()
-
-    def input_stats(self) -> tuple[int, int, int, list[tuple[int, int, int, int, int, int]], int]:
-        """``EVB::inputStats``: oldest newest totalQueued {{sid depth headTs bytesQueued
-        bytesDequeued totalBytesQueued} ...} inflight (unwritten payload bytes)."""
-        full = [q for q in self._ordered if q.depth]
-        oldest = min((q.head_ts() for q in full), default=0)
-        newest = max((q.tail_ts() for q in full), default=0)
-        rows = [
-            (q.sid, q.depth, q.head_ts(), q.bytes_queued, q.bytes_dequeued, q.total_bytes_queued)
-            for q in self._ordered
-        ]
-        return oldest, newest, self._queued_fragments, rows, self._unwritten_bytes
-
-    def output_stats(self) -> tuple[int, list[tuple[int, int]]]:
-        """``EVB::outputStats get``: total {{sid count} ...}."""
-        rows = [(q.sid, q.stats.since_clear(S_FRAGS_OUT)) for q in self._ordered]
-        return self._stats.since_clear(O_FRAGS_OUT), rows
-
-    def clear_output_stats(self) -> None:
-        names = ("fragments_out", "bytes_out")
-        self._stats.clear(names)
-        for q in self._ordered:
-            q.stats.clear(names)
-
-    def late_stats(self) -> tuple[int, int, list[tuple[int, int, int]]]:
-        """``EVB::dlatestats``: count worst {{sid count worst} ...} (sources with late data)."""
-        rows = [
-            (q.sid, q.stats.since_clear(S_LATE), q.stats.values[S_LATE_WORST])
-            for q in self._ordered
-            if q.stats.since_clear(S_LATE)
-        ]
-        return self._stats.since_clear(O_LATE), self._stats.values[O_LATE_WORST], rows
-
-    def clear_late_stats(self) -> None:
-        self._stats.clear(("late", "late_worst"))
-        for q in self._ordered:
-            q.stats.clear(("late", "late_worst"))
-
-    def duplicate_stats(self) -> tuple[int, list[tuple[int, int, int]]]:
-        """``EVB::dupstat``: total {{sid count lastDupTs} ...} (sources with duplicates)."""
-        rows = [
-            (q.sid, q.stats.since_clear(S_DUPS), q.last_dup_ts)
-            for q in self._ordered
-            if q.stats.since_clear(S_DUPS)
-        ]
-        return self._stats.since_clear(O_DUPS), rows
-
-    def clear_duplicate_stats(self) -> None:
-        self._stats.clear(("duplicates",))
-        for q in self._ordered:
-            q.stats.clear(("duplicates",))
-            q.last_dup_ts = 0
-
-    def out_of_order_stats(
-        self,
-    ) -> tuple[tuple[int, int, int], list[tuple[int, int, int, int]]]:
-        """``EVB::getoostats``: {count lastPriorTs lastBadTs} and per-source rows."""
-        rows = [
-            (q.sid, q.stats.since_clear(S_OO), q.oo_last_prior, q.oo_last_bad)
-            for q in self._ordered
-            if q.stats.since_clear(S_OO)
-        ]
-        total = (self._stats.since_clear(O_OO), self._oo_last_prior, self._oo_last_bad)
-        return total, rows
-
-    def clear_out_of_order_stats(self) -> None:
-        self._stats.clear(("out_of_order",))
-        self._oo_last_prior = self._oo_last_bad = 0
-        for q in self._ordered:
-            q.stats.clear(("out_of_order",))
-            q.oo_last_prior = q.oo_last_bad = 0
-
-    def barrier_stats(
-        self,
-    ) -> tuple[
-        tuple[int, int, int, list[tuple[int, int]], list[tuple[int, list[tuple[int, int]]]]],
-        tuple[int, int, int, list[tuple[int, int]], list[tuple[int, int]]],
-    ]:
-        """``EVB::barrierstats``: the complete part and the incomplete part (spec section 5)."""
-        c, i = self._complete, self._incomplete
-        complete = (
-            c.count,
-            c.homogeneous,
-            c.heterogeneous,
-            sorted(c.by_type.items()),
-            [(q.sid, sorted(q.barrier_types.items())) for q in self._ordered if q.barrier_types],
-        )
-        incomplete = (
-            i.count,
-            i.homogeneous,
-            i.heterogeneous,
-            sorted(i.by_missing.items()),
-            [(q.sid, q.missing_times) for q in self._ordered if q.missing_times],
-        )
-        return complete, incomplete
-
-    def clear_barrier_stats(self) -> None:
-        self._complete = _BarrierTotals()
-        self._incomplete = _BarrierTotals()
-        self._stats.clear(("barriers_complete", "barriers_incomplete"))
-        for q in self._ordered:
-            q.barrier_types.clear()
-            q.missing_times = 0
-
 
 def _patch_timestamps(batch: FragmentBatch, rows: npt.NDArray[np.intp]) -> None:
     """Write assigned timestamps into the flattened headers of ``rows`` (keeps the invariant)."""

@@ -28,6 +28,7 @@ CORE = [
     "evb/batch.py",
     "evb/wire.py",
     "evb/orderer.py",
+    "evb/orderer_stats.py",
     "evb/queues.py",
     "evb/stats.py",
     "evb/config.py",
