@@ -26,8 +26,8 @@ from evb.builder import EventBatch
 from evb.errors import EvbError, RemoteProtocolError
 from evb.eventfmt import (
     EVENT_FILE_HEADER_BYTES,
-    EVENT_FILE_MAGIC,
     event_file_header,
+    is_event_file,
     parse_event_stream,
 )
 from evb.sinks import writable as _writable
@@ -173,7 +173,7 @@ def open_recording(path: str | os.PathLike[str]) -> Recording:
     p = Path(path)
     raw = _map(p)
     try:
-        if len(raw) >= 8 and bytes(raw[:8]) == EVENT_FILE_MAGIC:
+        if is_event_file(bytes(raw[:8])):
             if len(raw) < EVENT_FILE_HEADER_BYTES:
                 raise RecordingError(f"{p}: truncated built-event file header")
             version = int(raw[8:12].view("<u4")[0])

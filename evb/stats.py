@@ -183,7 +183,3 @@ class Stats:
         """One counter's value relative to the last :meth:`clear` (hot-path friendly)."""
         return self.values[index] - self._baseline[index]
 
-
-def as_dict(snapshot: Mapping[str, int]) -> dict[str, int]:
-    """Plain dict copy of a snapshot (for JSON, msgpack, logging)."""
-    return dict(snapshot.items())
