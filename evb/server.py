@@ -2,14 +2,15 @@
 
 Layout (see docs/server.md):
 
-- one :class:`_Connection` protocol per source connection (state machine ``forming -> active ->
-  closed | lost | error``) reads into a fixed buffer, cuts the stream at message boundaries,
-  decodes each message with :class:`~evb.wire.Decoder`, submits fragments to the orderer and only
-  then replies ``OK``;
+- one :class:`~evb.connection.Connection` protocol per source connection (state machine
+  ``forming -> active -> closed | lost | error``, in ``evb/connection.py``) reads into a fixed
+  buffer, cuts the stream at message boundaries, decodes each message with
+  :class:`~evb.wire.Decoder`, submits fragments to the orderer and only then replies ``OK``;
 - one driver task polls the orderer after input and at its deadlines (window, barrier timeout,
   source timeout) and queues the emitted batches;
 - one writer task hands batches to the :class:`~evb.sinks.Sink` and reports them written, which
-  is where XON comes from when the output is the bottleneck.
+  is where XON comes from when the output is the bottleneck;
+- :meth:`EvbServer.status` reports rates computed in ``evb/status.py``.
 
 Flow control is the orderer's accounting turned into ``pause_reading``/``resume_reading``: global
 XOFF pauses every connection (and one accepted while XOFF is on starts paused), per-queue XOFF
@@ -23,337 +24,37 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
-import struct
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
-
-import numpy as np
+from typing import Any, TypeVar
 
 from evb.batch import FragmentBatch
-from evb.errors import RemoteProtocolError
+from evb.connection import DIRECT_MIN_BYTES as DIRECT_MIN_BYTES
+from evb.connection import ERROR_LINGER_S as ERROR_LINGER_S
+from evb.connection import RECV_BUFFER_BYTES as RECV_BUFFER_BYTES
+from evb.connection import REPLY_HIGH_WATER_BYTES as REPLY_HIGH_WATER_BYTES
+from evb.connection import REPLY_SNDBUF_BYTES as REPLY_SNDBUF_BYTES
+from evb.connection import Connection, ConnectionInfo, ConnectionState
 from evb.notify import FlowChange, Notification
 from evb.orderer import Orderer, Output
 from evb.settings import ServerSettings
 from evb.sinks import FileSink, NullSink, Sink
-from evb.wire import (
-    MESSAGE_HEADER_BYTES,
-    Connect,
-    Decoder,
-    Disconnect,
-    Fragments,
-    MessageType,
-    encode_error,
-    parse_fragments,
-)
+from evb.status import SAMPLE_EVERY_S, SAMPLES_KEPT, Sample, rates, sink_status
 
 __all__ = ["ConnectionInfo", "ConnectionState", "EvbServer", "default_sink", "serve"]
 
 log = logging.getLogger(__name__)
 
-ConnectionState = Literal["forming", "active", "closed", "lost", "error"]
 Listener = Callable[[Notification], object]
 T = TypeVar("T")
 
-#: Bytes read from one connection per event-loop iteration (the fairness quantum).
-RECV_BUFFER_BYTES = 256 * 1024
-#: FRAGMENTS bodies at least this large are received straight into their own buffer.
-DIRECT_MIN_BYTES = 64 * 1024
-#: Replies buffered for a client beyond which its connection stops being read.
-REPLY_HIGH_WATER_BYTES = 64 * 1024
-#: Kernel send buffer of a source connection (it carries replies only).
-REPLY_SNDBUF_BYTES = 64 * 1024
-#: After an ERROR reply, how long unread input is drained before the socket is closed.
-ERROR_LINGER_S = 5.0
 #: Output gathered into one sink write at most (flat bytes), so one write stays bounded.
 MAX_WRITE_BYTES = 16 * 1024 * 1024
 #: The driver polls at least this often even without input or deadlines.
 IDLE_POLL_S = 1.0
 #: Closed connections remembered for ``connections()``.
 CLOSED_HISTORY = 256
-
-_OK = b"OK\n"
-_EMPTY_VIEW = memoryview(b"")
-# Where get_buffer() pointed the next read.
-_STREAM, _HEADER_ONLY, _DIRECT = 0, 1, 2
-_HEADER = struct.Struct("<II")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ConnectionInfo:
-    """One source connection as ``EVB::connections`` shows it.
-
-    Attributes:
-        name: ``host:port`` of the peer.
-        host: the peer's address.
-        description: the description sent in CONNECT ("" while forming).
-        state: ``forming``, ``active``, ``closed``, ``lost`` or ``error``.
-        idle_s: seconds since data last arrived (0 once the connection is over).
-    """
-
-    name: str
-    host: str
-    description: str
-    state: ConnectionState
-    idle_s: float
-
-
-class _Connection(asyncio.BufferedProtocol):
-    """One source connection: framing, decoding, replies, pause/resume."""
-
-    def __init__(self, server: EvbServer) -> None:
-        self.server = server
-        self.decoder = Decoder(max_message_bytes=server.settings.max_message_bytes)
-        self.buffer = bytearray(RECV_BUFFER_BYTES)
-        self.view = memoryview(self.buffer)
-        self.transport: asyncio.Transport | None = None
-        self.name = "?"
-        self.host = "?"
-        self.description = ""
-        self.source_ids: tuple[int, ...] = ()
-        self.state: ConnectionState = "forming"
-        self.last_data = time.monotonic()
-        self.ended_at: float | None = None
-        self.reading = True
-        self.perq_paused = False
-        self.write_paused = False
-        self.discarding = False
-        # Message framing, tracked here so a bad message never takes earlier ones with it.
-        self._head = bytearray()
-        self._body_left = 0
-        self._stream_pos = 0
-        self._hview = memoryview(bytearray(MESSAGE_HEADER_BYTES))
-        self._header_only = False
-        self._direct: np.ndarray | None = None
-        self._direct_view = _EMPTY_VIEW
-        self._direct_fill = 0
-        self._target = _STREAM
-        self._linger: asyncio.TimerHandle | None = None
-
-    # ------------------------------------------------------------------ asyncio callbacks
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        peer = transport.get_extra_info("peername")
-        if isinstance(peer, tuple) and len(peer) >= 2:
-            self.host, port = str(peer[0]), int(peer[1])
-            self.name = f"{self.host}:{port}"
-        transport.set_write_buffer_limits(high=REPLY_HIGH_WATER_BYTES)
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            # Only short replies go this way; a small kernel buffer makes a client that never
-            # reads them hit the high-water mark (and get paused) after a bounded backlog.
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, REPLY_SNDBUF_BYTES)
-        self.server._connection_made(self)
-
-    def get_buffer(self, sizehint: int) -> memoryview:
-        if self._direct is not None:
-            self._target = _DIRECT
-            return self._direct_view[self._direct_fill :]
-        if self._header_only and not self.discarding:
-            self._target = _HEADER_ONLY
-            return self._hview[: MESSAGE_HEADER_BYTES - len(self._head)]
-        self._target = _STREAM
-        return self.view
-
-    def buffer_updated(self, nbytes: int) -> None:
-        if self.discarding or self.state not in ("forming", "active"):
-            return
-        now = time.monotonic()
-        self.last_data = now
-        replies: list[bytes] = []
-        try:
-            if self._target == _DIRECT:
-                self._direct_fill += nbytes
-                self._body_left -= nbytes
-                if self._body_left == 0:
-                    replies.append(self._handle(self._finish_direct(now), now))
-            else:
-                data = self.view if self._target == _STREAM else self._hview
-                self._consume(data[:nbytes], now, replies)
-        except RemoteProtocolError as exc:
-            self._flush_replies(replies)
-            self._fail(exc.reason, now)
-            return
-        except Exception as exc:  # a bug or a core refusal: this connection only
-            log.exception("connection %s: failed to handle a message", self.name)
-            self._flush_replies(replies)
-            self._fail(f"Internal error: {exc}", now)
-            return
-        self._flush_replies(replies)
-        if self.server.orderer.xoff and self.reading:
-            self.server._update_reading(self)  # an XOFF-exempt read may have filled its queue
-
-    def _consume(self, data: memoryview, now: float, replies: list[bytes]) -> None:
-        """Cut ``data`` at message boundaries; decode and handle each complete message.
-
-        The decoder is fed one message at a time, so a bad message never takes the earlier
-        ones of the same read with it. A large FRAGMENTS body is received straight into its
-        own buffer (see :meth:`get_buffer`) instead of being copied by the decoder.
-        """
-        nbytes = len(data)
-        pos = 0
-        while pos < nbytes and self.state in ("forming", "active"):
-            if self._body_left == 0:
-                take = min(MESSAGE_HEADER_BYTES - len(self._head), nbytes - pos)
-                self._head += data[pos : pos + take]
-                pos += take
-                if len(self._head) < MESSAGE_HEADER_BYTES:
-                    break
-                size, mtype = _HEADER.unpack(self._head)
-                head = bytes(self._head)
-                self._head.clear()
-                self._stream_pos += MESSAGE_HEADER_BYTES
-                if (
-                    self.state == "active"
-                    and mtype == MessageType.FRAGMENTS
-                    and DIRECT_MIN_BYTES <= size <= self.decoder.max_message_bytes
-                ):
-                    self._direct = np.empty(size, np.uint8)
-                    self._direct_view = self._direct.data.cast("B")
-                    take = min(size, nbytes - pos)
-                    self._direct_view[:take] = data[pos : pos + take]
-                    pos += take
-                    self._direct_fill = take
-                    self._body_left = size - take
-                    self._header_only = True
-                    if self._body_left == 0:
-                        replies.append(self._handle(self._finish_direct(now), now))
-                    continue
-                self._header_only = False
-                self._body_left = size
-                messages = self.decoder.feed(head, received=now)
-            else:
-                take = min(self._body_left, nbytes - pos)
-                chunk = data[pos : pos + take]
-                pos += take
-                self._body_left -= take
-                self._stream_pos += take
-                messages = self.decoder.feed(chunk, received=now)
-            for msg in messages:
-                replies.append(self._handle(msg, now))
-
-    def _finish_direct(self, now: float) -> Fragments:
-        body = self._direct
-        assert body is not None
-        self._direct = None
-        self._direct_view = _EMPTY_VIEW
-        at = self._stream_pos
-        self._stream_pos += len(body)
-        return Fragments(parse_fragments(body, received=now, stream_offset=at))
-
-    def eof_received(self) -> bool | None:
-        return False  # close our side too
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._linger is not None:
-            self._linger.cancel()
-        now = time.monotonic()
-        if self.state in ("forming", "active"):
-            try:
-                if self._direct is not None:
-                    raise RemoteProtocolError(
-                        f"Connection closed in the middle of a message {len(self._direct)}-byte "
-                        f"body ({self._direct_fill} bytes received)"
-                    )
-                self.decoder.feed_eof()
-                if self.state == "active" or self._head or self._body_left:
-                    log.warning("connection %s lost without DISCONNECT", self.name)
-            except RemoteProtocolError as err:
-                log.warning("connection %s lost: %s", self.name, err.reason)
-            self.state = "lost"
-            self.server._connection_ended(self, now)
-        self.server._connection_gone(self)
-
-    def pause_writing(self) -> None:
-        self.write_paused = True
-        self.server._update_reading(self)
-
-    def resume_writing(self) -> None:
-        self.write_paused = False
-        self.server._update_reading(self)
-
-    # ------------------------------------------------------------------ messages
-    def _handle(self, msg: Connect | Fragments | Disconnect, now: float) -> bytes:
-        server = self.server
-        if isinstance(msg, Fragments):
-            batch = msg.batch
-            if len(batch):
-                server.orderer.submit(batch, now, connection=self.name)
-                server._note_input(len(batch), int(batch.buffers[0].nbytes))
-            else:
-                server.orderer.touch(self.name, now)
-            return _OK
-        if isinstance(msg, Connect):
-            self.description = msg.description
-            self.source_ids = msg.source_ids
-            server.orderer.bind(self.name, msg.source_ids, now)
-            self.state = "active"
-            log.info(
-                "connection %s active: %r sources %s",
-                self.name,
-                self.description,
-                list(self.source_ids),
-            )
-            return _OK
-        # DISCONNECT: reply, then close once the reply is out.
-        self.state = "closed"
-        log.info("connection %s closed by its source", self.name)
-        server._connection_ended(self, now)
-        return _OK
-
-    def _flush_replies(self, replies: list[bytes]) -> None:
-        transport = self.transport
-        if transport is None or transport.is_closing():
-            return
-        if replies:
-            transport.write(replies[0] if len(replies) == 1 else b"".join(replies))
-        if self.state == "closed":
-            transport.close()
-        else:
-            self.server._kick()
-
-    def _fail(self, reason: str, now: float) -> None:
-        """Reply ``ERROR {reason}``, stop using the connection, drain then close it."""
-        log.warning("connection %s: %s", self.name, reason)
-        self.state = "error"
-        self.discarding = True
-        self.server._connection_ended(self, now)
-        transport = self.transport
-        if transport is None or transport.is_closing():
-            return
-        transport.write(encode_error(reason))
-        # Half-close and keep draining: closing with unread input would reset the connection
-        # and could destroy the ERROR line before the client reads it.
-        if transport.can_write_eof():
-            transport.write_eof()
-        self._linger = asyncio.get_running_loop().call_later(ERROR_LINGER_S, transport.abort)
-        self.server._update_reading(self)
-
-    # ------------------------------------------------------------------ flow
-    def set_reading(self, want: bool) -> None:
-        transport = self.transport
-        if transport is None or transport.is_closing() or want == self.reading:
-            return
-        self.reading = want
-        if want:
-            transport.resume_reading()
-        else:
-            transport.pause_reading()
-
-    def info(self, now: float) -> ConnectionInfo:
-        end = self.ended_at
-        return ConnectionInfo(
-            name=self.name,
-            host=self.host,
-            description=self.description,
-            state=self.state,
-            idle_s=0.0 if end is not None else max(0.0, now - self.last_data),
-        )
 
 
 class EvbServer:
@@ -375,9 +76,9 @@ class EvbServer:
         self.sink: Sink = sink
         self._server: asyncio.Server | None = None
         self._address: tuple[str, int] = (settings.host, settings.port)
-        self._live: dict[str, _Connection] = {}
-        self._all: dict[int, _Connection] = {}
-        self._ended: deque[_Connection] = deque(maxlen=CLOSED_HISTORY)
+        self._live: dict[str, Connection] = {}
+        self._all: dict[int, Connection] = {}
+        self._ended: deque[Connection] = deque(maxlen=CLOSED_HISTORY)
         self._listeners: list[Listener] = []
         self._outq: deque[FragmentBatch] = deque()
         self._out_ready = asyncio.Event()
@@ -393,14 +94,14 @@ class EvbServer:
         self._bytes_in = 0
         self._frags_out = 0
         self._bytes_out = 0
-        self._samples: deque[tuple[float, int, int, int, int]] = deque(maxlen=64)
+        self._samples: deque[Sample] = deque(maxlen=SAMPLES_KEPT)
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         """Start listening and the driver and writer tasks."""
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: _Connection(self),
+            lambda: Connection(self),
             self.settings.host,
             self.settings.port,
             reuse_address=True,
@@ -492,23 +193,9 @@ class EvbServer:
         """Figures for a live status bar (rates over the last second)."""
         now = time.monotonic()
         self._sample(now)
-        cur = self._samples[-1]
-        ref = cur
-        for s in reversed(self._samples):
-            ref = s
-            if now - s[0] >= 1.0:
-                break
-        dt = cur[0] - ref[0]
-
-        def rate(i: int) -> float:
-            return (cur[i] - ref[i]) / dt if dt > 0 else 0.0
-
         st = self.orderer.stats()
         return {
-            "fragments_per_s": rate(3),
-            "bytes_per_s": rate(4),
-            "in_fragments_per_s": rate(1),
-            "in_bytes_per_s": rate(2),
+            **rates(self._samples, now),
             "fragments_in": self._frags_in,
             "fragments_out": self._frags_out,
             "queued_fragments": self.orderer.queued_fragments,
@@ -520,11 +207,11 @@ class EvbServer:
             "duplicates": int(st["duplicates"]),
             "connections": len(self._live),
             # the output's own figures (events built, ring waits and fill level), if it has any
-            "output": _sink_status(self.sink),
+            "output": sink_status(self.sink),
         }
 
     # ------------------------------------------------------------------ connections
-    def _connection_made(self, conn: _Connection) -> None:
+    def _connection_made(self, conn: Connection) -> None:
         if self._shutdown_task is not None:
             assert conn.transport is not None
             conn.transport.abort()
@@ -534,7 +221,7 @@ class EvbServer:
         log.info("connection from %s", conn.name)
         self._update_reading(conn)
 
-    def _connection_ended(self, conn: _Connection, now: float) -> None:
+    def _connection_ended(self, conn: Connection, now: float) -> None:
         """The connection's sources stop holding barriers (closed, lost or failed)."""
         conn.ended_at = now
         if self._live.get(conn.name) is conn:
@@ -547,13 +234,13 @@ class EvbServer:
             self._ship(self.orderer.mark_connection_dead(conn.name, now))
         self._kick()
 
-    def _connection_gone(self, conn: _Connection) -> None:
+    def _connection_gone(self, conn: Connection) -> None:
         self._all.pop(id(conn), None)
         if self._live.get(conn.name) is conn:
             del self._live[conn.name]
             self._ended.append(conn)
 
-    def _update_reading(self, conn: _Connection) -> None:
+    def _update_reading(self, conn: Connection) -> None:
         if conn.discarding:
             conn.set_reading(True)
             return
@@ -572,7 +259,7 @@ class EvbServer:
         return {row[0] for row in o.input_stats()[3] if row[1] == 0 and not o.is_dead(row[0])}
 
     @staticmethod
-    def _holds_mark(conn: _Connection, empty_live: set[int]) -> bool:
+    def _holds_mark(conn: Connection, empty_live: set[int]) -> bool:
         """XOFF exemption: the connection owns a live empty queue that holds queued data back.
 
         Without it, an XOFF caused by a backlog *in the queues* (one source behind the others)
@@ -680,21 +367,10 @@ class EvbServer:
                 self._shutdown_task = asyncio.ensure_future(self._shutdown())
 
     def _sample(self, now: float) -> None:
-        if not self._samples or now - self._samples[-1][0] >= 0.05:
+        if not self._samples or now - self._samples[-1][0] >= SAMPLE_EVERY_S:
             self._samples.append(
                 (now, self._frags_in, self._bytes_in, self._frags_out, self._bytes_out)
             )
-
-
-def _sink_status(sink: Sink) -> dict[str, Any]:
-    fn = getattr(sink, "status", None)
-    if not callable(fn):
-        return {}
-    try:
-        return dict(fn())
-    except Exception:
-        log.exception("output status failed")
-        return {}
 
 
 async def _cancel(task: asyncio.Task[None] | None) -> None:
