@@ -10,6 +10,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ringbuffer.batches import ReadBatch, WriteBatch
+    from ringbuffer.cleanup import remove_buffer
     from ringbuffer.errors import (
         BufferExistsError,
         BufferNotFoundError,
@@ -20,18 +22,10 @@ if TYPE_CHECKING:
         WorkerError,
     )
     from ringbuffer.layout import METADATA_DTYPE
-    from ringbuffer.ring import (
-        BufferObserver,
-        BufferReader,
-        BufferWriter,
-        Observer,
-        ReadBatch,
-        Reader,
-        RingBuffer,
-        WriteBatch,
-        Writer,
-        remove_buffer,
-    )
+    from ringbuffer.observer import BufferObserver, Observer
+    from ringbuffer.reader import BufferReader, Reader
+    from ringbuffer.ring import RingBuffer
+    from ringbuffer.writer import BufferWriter, Writer
 
 _WHERE = {
     "BufferExistsError": "ringbuffer.errors",
@@ -42,16 +36,16 @@ _WHERE = {
     "SetupError": "ringbuffer.errors",
     "WorkerError": "ringbuffer.errors",
     "METADATA_DTYPE": "ringbuffer.layout",
-    "BufferObserver": "ringbuffer.ring",
-    "BufferReader": "ringbuffer.ring",
-    "BufferWriter": "ringbuffer.ring",
-    "Observer": "ringbuffer.ring",
-    "ReadBatch": "ringbuffer.ring",
-    "Reader": "ringbuffer.ring",
+    "BufferObserver": "ringbuffer.observer",
+    "BufferReader": "ringbuffer.reader",
+    "BufferWriter": "ringbuffer.writer",
+    "Observer": "ringbuffer.observer",
+    "ReadBatch": "ringbuffer.batches",
+    "Reader": "ringbuffer.reader",
     "RingBuffer": "ringbuffer.ring",
-    "WriteBatch": "ringbuffer.ring",
-    "Writer": "ringbuffer.ring",
-    "remove_buffer": "ringbuffer.ring",
+    "WriteBatch": "ringbuffer.batches",
+    "Writer": "ringbuffer.writer",
+    "remove_buffer": "ringbuffer.cleanup",
 }
 
 __all__ = [

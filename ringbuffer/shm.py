@@ -26,6 +26,7 @@ __all__ = [
     "SemLock",
     "create_segment",
     "flocked",
+    "follow_pid",
     "list_segment_names",
     "open_segment",
     "pid_alive",
@@ -172,6 +173,20 @@ def proc_start_time(pid: int) -> int:
         return int(fields[19])
     except (IndexError, ValueError):
         return 0
+
+
+def follow_pid(namespace: dict[str, Any]) -> int:
+    """This process's pid; stored again as ``namespace["_PID"]`` in every forked child.
+
+    For a module global that hot paths compare with, ``_PID = follow_pid(globals())``: a global
+    of the module itself loads faster than an attribute of another module.
+    """
+
+    def refresh() -> None:
+        namespace["_PID"] = os.getpid()
+
+    os.register_at_fork(after_in_child=refresh)
+    return os.getpid()
 
 
 def pid_alive(pid: int, start_time: int = 0) -> bool:

@@ -39,9 +39,9 @@ class BufferIO:
 
     Attributes:
         name: worker name from the setup.
-        read: one :class:`~ringbuffer.ring.Reader` per source (its group is the worker's name).
-        write: one :class:`~ringbuffer.ring.Writer` per sink.
-        observe: one :class:`~ringbuffer.ring.Observer` per observed buffer.
+        read: one :class:`~ringbuffer.reader.Reader` per source (its group is the worker's name).
+        write: one :class:`~ringbuffer.writer.Writer` per sink.
+        observe: one :class:`~ringbuffer.observer.Observer` per observed buffer.
         config: the worker's configuration mapping (``io['key']``, ``io.get('key', default)``).
         run_directory: directory of this run (also ``run_dir``).
         setup_dir: directory of the setup file.
