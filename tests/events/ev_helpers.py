@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
-from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from evb.batch import Fragment
 from evb.builder import BuildConfig, TimestampPolicy
@@ -44,27 +42,3 @@ def reference_events(
             t = ts[0] + sum(x - ts[0] for x in ts) // len(ts)
         out.append((t, ev))
     return out
-
-
-def run_checked(coro: Coroutine[Any, Any, T]) -> T:
-    """Run ``coro`` in a fresh loop; fail if it leaves any asyncio task running."""
-
-    async def wrapper() -> T:
-        result = await coro
-        for _ in range(5):
-            await asyncio.sleep(0)
-        me = asyncio.current_task()
-        left = [t for t in asyncio.all_tasks() if t is not me and not t.done()]
-        for t in left:
-            t.cancel()
-        assert not left, f"asyncio tasks left running: {left}"
-        return result
-
-    return asyncio.run(wrapper())
-
-
-async def until(cond: Callable[[], bool], timeout_s: float = 20, step_s: float = 0.01) -> None:
-    """Wait (bounded) for ``cond()`` where no event exists to await (another process)."""
-    async with asyncio.timeout(timeout_s):
-        while not cond():
-            await asyncio.sleep(step_s)

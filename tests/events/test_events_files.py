@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from ev_helpers import run_checked
+from testsupport import run_checked
 
 from evb.batch import Fragment, FragmentBatch, build_batch
 from evb.builder import BuildConfig

@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from ev_helpers import reference_events, run_checked, until
+from ev_helpers import reference_events
+from testsupport import run_checked, until
 
 from evb.batch import Fragment, FragmentBatch, build_batch
 from evb.builder import BuildConfig, TimestampPolicy

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from ev_helpers import run_checked
+from testsupport import run_checked
 
 from evb.builder import BuildConfig, TimestampPolicy
 from evb.cli import build_parser, settings_from_args

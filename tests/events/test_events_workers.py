@@ -7,7 +7,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from ev_helpers import VENV_BIN, run_checked
+from ev_helpers import VENV_BIN
+from testsupport import run_checked
 
 from evb.batch import Fragment, build_batch
 from evb.builder import BuildConfig

@@ -1,45 +1,20 @@
-"""Fixtures of the server tests: an asyncio runner that checks no task is left, server processes."""
+"""Fixtures of the server tests: evb-server child processes (shared fixtures: tests/conftest.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pytest
 
 T = TypeVar("T")
 
 VENV_BIN = Path(sys.executable).parent
-
-
-def run_checked(coro: Coroutine[Any, Any, T]) -> T:
-    """Run ``coro`` in a fresh loop; fail if it leaves any asyncio task running."""
-
-    async def wrapper() -> T:
-        result = await coro
-        # Let callbacks scheduled by closing transports run, then look for leftovers.
-        for _ in range(5):
-            await asyncio.sleep(0)
-        me = asyncio.current_task()
-        left = [t for t in asyncio.all_tasks() if t is not me and not t.done()]
-        for t in left:
-            t.cancel()
-        assert not left, f"asyncio tasks left running: {left}"
-        return result
-
-    return asyncio.run(wrapper())
-
-
-@pytest.fixture
-def arun() -> Callable[[Coroutine[Any, Any, Any]], Any]:
-    """``arun(coro)``: run an async test body, checking that no task is left running."""
-    return run_checked
 
 
 class ServerProcess:
@@ -101,14 +76,3 @@ def server_process(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     yield start
     for sp in started:
         sp.stop()
-
-
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
-    """A list to register child processes in; every one still running is killed at teardown."""
-    procs: list[subprocess.Popen[bytes]] = []
-    yield procs
-    for p in procs:
-        if p.poll() is None:
-            p.kill()
-            p.wait(10)

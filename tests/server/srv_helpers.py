@@ -72,11 +72,3 @@ async def raw_connect(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWr
 async def reply(reader: asyncio.StreamReader, timeout_s: float = 10) -> bytes:
     async with asyncio.timeout(timeout_s):
         return await reader.readline()
-
-
-async def until(cond: object, timeout_s: float = 20, step_s: float = 0.02) -> None:
-    """Wait (bounded) for ``cond()`` to become true where no event exists to await."""
-    assert callable(cond)
-    async with asyncio.timeout(timeout_s):
-        while not cond():
-            await asyncio.sleep(step_s)

@@ -38,7 +38,7 @@ def _read_output(path: Path) -> FragmentBatch:
 
 
 def test_sim_processes_to_ordered_byte_exact_file(
-    server_process: Any, processes: list[subprocess.Popen[bytes]], tmp_path: Path
+    server_process: Any, procs: list[subprocess.Popen[bytes]], tmp_path: Path
 ) -> None:
     out = tmp_path / "ordered.bin"
     srv = server_process("--output", str(out))
@@ -51,13 +51,13 @@ def test_sim_processes_to_ordered_byte_exact_file(
     # Bind every source id first, so no source's data leaves before the others have connected.
     holder = SourceClient.connect(srv.host, srv.port, "holder", all_ids)
     for p in plans:
-        processes.append(subprocess.Popen(
+        procs.append(subprocess.Popen(
             _sim_cmd(srv.port, p["ids"], count=p["count"],  # type: ignore[arg-type]
                      payload_bytes=p["payload_bytes"], batch=p["batch"], jitter=p["jitter"],
                      seed=p["seed"], window=4),
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         ))
-    for proc in processes:
+    for proc in procs:
         stdout, stderr = proc.communicate(timeout=60)
         assert proc.returncode == 0, stderr.decode()
         assert b"fragments/s" in stdout
@@ -133,7 +133,7 @@ def test_sigterm_with_data_queued_loses_nothing_acknowledged(
 
 
 def test_xoff_from_outside_slow_fifo_reader(
-    server_process: Any, processes: list[subprocess.Popen[bytes]], tmp_path: Path
+    server_process: Any, procs: list[subprocess.Popen[bytes]], tmp_path: Path
 ) -> None:
     """A slow consumer: sources block, server memory stays bounded, then everything arrives."""
     fifo = tmp_path / "out.fifo"
@@ -147,7 +147,7 @@ def test_xoff_from_outside_slow_fifo_reader(
         baseline = srv.rss_bytes()
         count, payload = 2000, 65536  # 2 sources x 2000 x 64 KiB = 262 MB, far above XOFF
         for ids in ([1], [2]):
-            processes.append(subprocess.Popen(
+            procs.append(subprocess.Popen(
                 _sim_cmd(srv.port, ids, count=count, payload_bytes=payload, batch=8),
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             ))
@@ -161,7 +161,7 @@ def test_xoff_from_outside_slow_fifo_reader(
         for _ in range(20):
             rss.append(srv.rss_bytes())
             time.sleep(0.02)
-        assert all(p.poll() is None for p in processes), "sources should be blocked"
+        assert all(p.poll() is None for p in procs), "sources should be blocked"
         assert max(rss) - baseline < 100_000_000, (baseline, rss)
         total = 2 * count * (payload + 20)
         got = bytearray()
@@ -169,7 +169,7 @@ def test_xoff_from_outside_slow_fifo_reader(
             chunk = os.read(rfd, 1 << 20)
             assert chunk, "output ended early"
             got += chunk
-        for p in processes:
+        for p in procs:
             _, err = p.communicate(timeout=60)
             assert p.returncode == 0, err.decode()
         srv.signal(signal.SIGINT)

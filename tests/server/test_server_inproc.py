@@ -16,8 +16,8 @@ from srv_helpers import (
     raw_connect,
     reply,
     settings,
-    until,
 )
+from testsupport import until
 
 from evb.batch import Fragment, FragmentBatch
 from evb.errors import SourceError
