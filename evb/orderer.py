@@ -102,6 +102,7 @@ class Orderer(OrdererStatistics):
         self._ordered: list[SourceQueue] = []  # ascending source id
         self._connections: dict[str, list[int]] = {}
         self._last_seen: dict[str, float] = {}
+        self._seen_floor = float("-inf")  # no activity time is older (see _check_timeouts)
         self._stats = Stats(ORDERER_SCHEMA)
         self._complete = BarrierTotals()
         self._incomplete = BarrierTotals()
@@ -153,7 +154,7 @@ class Orderer(OrdererStatistics):
             q.dead = False
         self._connections.setdefault(connection, [])
         if now is not None:
-            self._last_seen[connection] = now
+            self._seen(connection, now)
 
     def source_ids(self) -> list[int]:
         return [q.sid for q in self._ordered]
@@ -193,12 +194,12 @@ class Orderer(OrdererStatistics):
         for sid in self._connections[connection]:
             self._queues[sid].dead = False
         if now is not None:
-            self._last_seen[connection] = now
+            self._seen(connection, now)
 
     def touch(self, connection: str, now: float) -> None:
         """Note activity on a connection (e.g. an empty FRAGMENTS message)."""
         if connection in self._connections:
-            self._last_seen[connection] = now
+            self._seen(connection, now)
             for sid in self._connections[connection]:
                 self._queues[sid].dead = False
 
@@ -212,7 +213,7 @@ class Orderer(OrdererStatistics):
         st = self._stats.values
         st[O_MSGS_IN] += 1
         if connection is not None:
-            self._last_seen[connection] = now
+            self._seen(connection, now)
             self._connections.setdefault(connection, [])
             for sid in self._connections[connection]:
                 self._queues[sid].dead = False
@@ -506,9 +507,17 @@ class Orderer(OrdererStatistics):
             out.notifications.append(BarrierIncomplete(barriers=pairs, missing=missing))
         return FragmentBatch.concat(pieces)
 
+    def _seen(self, connection: str, now: float) -> None:
+        """Note activity on a connection at ``now``."""
+        self._last_seen[connection] = now
+        if now < self._seen_floor:
+            self._seen_floor = now
+
     def _check_timeouts(self, now: float) -> None:
         timeout = self.config.source_timeout_s
-        if timeout <= 0 or self.xoff:
+        # Activity times only grow, so the oldest one seen at the last check is a lower bound:
+        # most polls stop here without looking at every connection.
+        if timeout <= 0 or self.xoff or now - self._seen_floor < timeout:
             return
         for conn, seen in list(self._last_seen.items()):
             if conn in self._paused or now - seen < timeout:
@@ -516,6 +525,7 @@ class Orderer(OrdererStatistics):
             for sid in self._connections.get(conn, []):
                 self._set_dead(self._queues[sid])
             del self._last_seen[conn]
+        self._seen_floor = min(self._last_seen.values(), default=now)
 
     def next_deadline(self) -> float | None:
         """Latest time at which :meth:`poll` must be called again (None: only on new input)."""
@@ -593,7 +603,7 @@ class Orderer(OrdererStatistics):
             self.xoff = False
             if now is not None:
                 for conn in self._last_seen:
-                    self._last_seen[conn] = now
+                    self._seen(conn, now)
             out.notifications.append(FlowChange(xon=True))
         if not self._paused and (
             cfg.perq_xoff_fragments <= 0
@@ -617,7 +627,7 @@ class Orderer(OrdererStatistics):
             ):
                 self._paused.discard(conn)
                 if now is not None and conn in self._last_seen:
-                    self._last_seen[conn] = now
+                    self._seen(conn, now)
                 out.notifications.append(FlowChange(xon=True, connection=conn))
 
     # ------------------------------------------------------------------ reset
