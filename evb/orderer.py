@@ -361,14 +361,10 @@ class Orderer(OrdererStatistics):
         limit: int | None = None
         cutoff: float | None = None
         if force:
-            firsts = [q.newest_data_ts() for q in queues if q.depth]
-            bar_ts = [
-                int(seg.ts[seg.next_barrier()])
-                for q in queues
-                for seg in q.segments
-                if seg.next_barrier() < len(seg.ts)
-            ]
-            limit = min(bar_ts) if bar_ts else max((f for f in firsts if f is not None), default=0)
+            # Everything may leave, but not past the lowest queued barrier: barriers keep their
+            # place in timestamp order.
+            bar_ts = [b for q in queues if (b := q.first_barrier_ts()) is not None]
+            limit = min(bar_ts) if bar_ts else None
         elif all(q.depth for q in queues):
             if self._barriers_queued:
                 limits = [q.newest_data_ts() for q in queues if not q.head_is_barrier()]

@@ -147,11 +147,18 @@ class SourceQueue:
         seg = self.segments[0]
         return len(seg.barriers) > 0 and seg.next_barrier() == seg.start
 
+    def first_barrier_ts(self) -> int | None:
+        """Timestamp of the first barrier queued (None: no barrier in the queue)."""
+        for seg in self.segments:
+            if len(seg.barriers):
+                pos = seg.next_barrier()
+                if pos < len(seg.ts):
+                    return int(seg.ts[pos])
+        return None
+
     def has_barrier_queued(self) -> bool:
         """True if a barrier is anywhere in the queue."""
-        return any(
-            len(seg.barriers) and seg.next_barrier() < len(seg.ts) for seg in self.segments
-        )
+        return self.first_barrier_ts() is not None
 
     def head_ts(self) -> int:
         seg = self.head_segment()
